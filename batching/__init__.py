@@ -1,0 +1,34 @@
+"""Dynamic batching for model serving: pure asyncio, no knowledge of gRPC or TensorFlow.
+
+Typical use::
+
+    batcher = Batcher(runtime.run_batch, BatchingParameters(max_batch_size=16), name="inception")
+    results = await batcher.submit(images, deadline=loop.time() + 5.0)
+    ...
+    await batcher.close()
+
+See :class:`Batcher` for the full contract.
+"""
+
+from .batcher import Batcher
+from .errors import (
+    BatcherClosedError,
+    BatchingError,
+    DeadlineExceededError,
+    ItemError,
+    QueueFullError,
+)
+from .listener import BatchInfo, BatchListener
+from .parameters import BatchingParameters
+
+__all__ = [
+    "Batcher",
+    "BatchingParameters",
+    "BatchListener",
+    "BatchInfo",
+    "BatchingError",
+    "QueueFullError",
+    "BatcherClosedError",
+    "DeadlineExceededError",
+    "ItemError",
+]

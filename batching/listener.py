@@ -1,0 +1,48 @@
+"""Observation hooks, so metrics and tracing live outside the batcher.
+
+The batcher imports no Prometheus or OpenTelemetry: the service subclasses
+:class:`BatchListener` and passes an instance in. Every hook is called on the event loop
+thread, so it must be quick and must not block. An exception raised by a hook is logged
+and otherwise ignored: observing batching must never break it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["BatchInfo", "BatchListener"]
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """What a listener may want to know about one batch."""
+
+    batch_id: int
+    """Increasing per batcher, starting at 1; pairs ``on_batch_started`` with ``on_batch_finished``."""
+    size: int
+    """Items in the batch (never 0)."""
+    padded_size: int
+    """Size the model was asked to pad to (see ``BatchingParameters.padded_size``)."""
+    queue_waits: tuple[float, ...]
+    """Seconds each item waited in the queue, in batch order."""
+
+
+class BatchListener:
+    """Base class with no-op hooks; override the ones you need."""
+
+    def on_enqueued(self, count: int, queue_depth: int) -> None:
+        """``count`` items were accepted; ``queue_depth`` is the depth after enqueueing."""
+
+    def on_rejected(self, count: int, reason: str) -> None:
+        """``count`` items will never run.
+
+        ``reason`` is ``"queue_full"`` (refused at submit), ``"deadline"`` (deadline passed),
+        ``"cancelled"`` (the caller went away or a sibling item failed) or ``"closed"``
+        (the batcher was closed without draining, or a submit came after close).
+        """
+
+    def on_batch_started(self, batch: BatchInfo) -> None:
+        """A batch was formed and handed to a batch thread."""
+
+    def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
+        """A batch returned after ``seconds``; ``error`` is set when the whole batch failed."""

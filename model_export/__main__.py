@@ -1,0 +1,98 @@
+"""Command line: export Inception-v3 as a TF Serving-style SavedModel version.
+
+    python -m model_export --output models/inception [--version 1] [--weights FILE.h5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from model_export.exporter import VersionExistsError, check_version_dir_free, export_classifier
+from model_export.inception import (
+    INCEPTION_V3_PREPROCESSING,
+    STANDARD_WEIGHTS_FILENAME,
+    WeightsFileError,
+    build_inception_v3_with_info,
+    check_weights_file,
+)
+from model_export.labels import load_labels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_export",
+        description=(
+            "Export Inception-v3 as <output>/<version>/ (saved_model.pb, variables/, assets/labels.txt, "
+            "assets/export_metadata.json) with the signatures predict_images, serving_default, preprocess "
+            "and classify_pixels. Nothing is downloaded: without --weights the network gets seeded random "
+            "weights, which serve the API correctly but predict meaningless classes."
+        ),
+    )
+    parser.add_argument("--output", required=True, type=Path, help="model base path; the version goes in a subdirectory")
+    parser.add_argument("--version", type=int, default=1, help="version number / subdirectory name (default: 1)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="FILE.h5",
+        help=f"local Keras HDF5 weights, normally {STANDARD_WEIGHTS_FILENAME} (sha256 is checked and recorded)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for random weights when --weights is absent (default: 0)")
+    parser.add_argument("--top-k", type=int, default=5, help="classes returned per image (default: 5)")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="labels: Keras class index (.json) or one label per line (default: bundled ImageNet names)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the export; returns the process exit status (errors are reported in one line)."""
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {message}", flush=True)
+
+    try:
+        if args.version < 0:
+            raise ValueError(f"--version must be >= 0, got {args.version}")
+        if args.top_k < 1:
+            raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+        # Cheap checks first, so bad input fails before the slow build.
+        version_dir = check_version_dir_free(args.output, args.version, overwrite=args.overwrite)
+        if args.weights is not None:
+            check_weights_file(args.weights)
+        labels = load_labels(args.labels)
+
+        progress("building Inception-v3" + (f" and loading weights from {args.weights}" if args.weights else ""))
+        model, weights_info = build_inception_v3_with_info(args.weights, args.seed, log=progress)
+        progress(f"tracing signatures and writing {version_dir} (via a staging directory)")
+        version_dir = export_classifier(
+            model,
+            labels,
+            args.output,
+            version=args.version,
+            top_k=args.top_k,
+            preprocessing=INCEPTION_V3_PREPROCESSING,
+            metadata={"model": "inception_v3", **weights_info.as_metadata()},
+            overwrite=args.overwrite,
+        )
+    except (VersionExistsError, WeightsFileError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    weights_note = "seeded random weights" if weights_info.kind == "random" else f"weights from {weights_info.file}"
+    progress(f"done: {version_dir} ({weights_note}) in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

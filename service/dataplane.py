@@ -1,0 +1,129 @@
+"""The protocol-neutral data plane: "classify these images with model M version V".
+
+Protocol adapters (gRPC today, REST tomorrow) turn their messages into plain bytes or pixel arrays and call
+this; it decodes off the event loop, feeds the model's batcher one item per image and maps batching
+failures onto serving errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from batching import BatcherClosedError, DeadlineExceededError as BatchDeadlineExceeded
+from batching import ItemError, QueueFullError
+
+from .errors import (
+    DeadlineExceededError,
+    InvalidInputError,
+    ModelExecutionError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from .model_manager import ModelManager, ServedVersion
+from .runtime import ImageDecodeError, Prediction
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The answer to one request: which version computed it, and one Prediction per image, in order."""
+
+    model_name: str
+    model_version: int
+    predictions: list[Prediction]
+
+
+class DataPlane:
+    def __init__(self, models: ModelManager, decode_executor: Executor, *, max_images_per_request: int) -> None:
+        self._models = models
+        self._decode_executor = decode_executor
+        self._max_images = max_images_per_request
+
+    @property
+    def models(self) -> ModelManager:
+        return self._models
+
+    async def classify_images(
+        self,
+        model_name: str,
+        version: int | None,
+        images: Sequence[bytes],
+        *,
+        input_name: str,
+        deadline: float | None = None,
+    ) -> Classification:
+        """Decode each image in the decode pool, then batch them; errors name `input_name[index]`."""
+        served = self._models.get(model_name, version)
+        self._check_count(len(images), input_name)
+        pixels = await self._decode_all(served, images, input_name)
+        return await self._run(served, pixels, input_name, deadline)
+
+    async def classify_pixels(
+        self,
+        model_name: str,
+        version: int | None,
+        pixels: np.ndarray,
+        *,
+        input_name: str,
+        deadline: float | None = None,
+    ) -> Classification:
+        """Already-preprocessed images `[N, H, W, 3]` straight to the batcher."""
+        served = self._models.get(model_name, version)
+        self._check_count(len(pixels), input_name)
+        expected = served.runtime.input_shape  # type: ignore[union-attr]
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
+            raise InvalidInputError(
+                f"input '{input_name}' must have shape [N, {', '.join(map(str, expected))}], "
+                f"got {list(pixels.shape)}"
+            )
+        return await self._run(served, list(pixels), input_name, deadline)
+
+    def _check_count(self, count: int, input_name: str) -> None:
+        if count == 0:
+            raise InvalidInputError(f"input '{input_name}' is empty: send at least one image")
+        if count > self._max_images:
+            raise InvalidInputError(
+                f"input '{input_name}' holds {count} images; this server accepts at most {self._max_images} "
+                "per request (--max_images_per_request)"
+            )
+
+    async def _decode_all(self, served: ServedVersion, images: Sequence[bytes], input_name: str) -> list[np.ndarray]:
+        loop = asyncio.get_running_loop()
+        preprocess = served.runtime.preprocess  # type: ignore[union-attr]
+        decoded = await asyncio.gather(
+            *(loop.run_in_executor(self._decode_executor, preprocess, image) for image in images),
+            return_exceptions=True,
+        )
+        for index, outcome in enumerate(decoded):
+            if isinstance(outcome, ImageDecodeError):
+                raise InvalidInputError(f"{input_name}[{index}] is not a decodable image: {outcome}")
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return decoded  # type: ignore[return-value]
+
+    async def _run(
+        self, served: ServedVersion, items: list[np.ndarray], input_name: str, deadline: float | None
+    ) -> Classification:
+        try:
+            predictions = await served.batcher.submit(items, deadline=deadline)  # type: ignore[union-attr]
+        except QueueFullError:
+            raise ResourceExhaustedError(
+                f"model '{served.name}' queue is full ({served.batcher.queue_depth} images waiting): retry later"  # type: ignore[union-attr]
+            ) from None
+        except BatchDeadlineExceeded:
+            raise DeadlineExceededError(f"deadline passed while {input_name} waited for the model") from None
+        except BatcherClosedError:
+            raise UnavailableError(f"model '{served.name}' version {served.version} is shutting down") from None
+        except ItemError as error:
+            if isinstance(error.cause, BatchDeadlineExceeded):
+                raise DeadlineExceededError(
+                    f"deadline passed while {input_name}[{error.index}] waited for the model"
+                ) from None
+            raise ModelExecutionError(
+                f"model '{served.name}' failed on {input_name}[{error.index}]: {error.cause}"
+            ) from error
+        return Classification(model_name=served.name, model_version=served.version, predictions=predictions)

@@ -1,0 +1,41 @@
+"""TF Serving's `tensorflow.serving.ModelService`: version status (reload is not offered)."""
+
+from __future__ import annotations
+
+import grpc
+from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, status_pb2
+
+from ..errors import ModelNotFoundError
+from ..model_manager import ModelManager, VersionState
+from .prediction_service import requested_version
+from .status import maps_errors_to_status
+
+_State = get_model_status_pb2.ModelVersionStatus.State
+_ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, models: ModelManager) -> None:
+        self._models = models
+
+    @maps_errors_to_status
+    async def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.aio.ServicerContext
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        spec = request.model_spec
+        version = requested_version(spec)
+        versions = self._models.versions(spec.name)
+        if version is not None:
+            versions = [v for v in versions if v.version == version]
+            if not versions:
+                raise ModelNotFoundError(f"model '{spec.name}' has no version {version}")
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for served in versions:
+            status = response.model_version_status.add(version=served.version, state=_State.Value(served.state.value))
+            if served.error:
+                status.status.error_code = _ERROR_CODES["INTERNAL"].number  # the version failed to load
+                status.status.error_message = served.error
+        return response
+
+    async def HandleReloadConfigRequest(self, request, context):  # type: ignore[no-untyped-def]
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "model config reload is not supported yet")

@@ -1,0 +1,161 @@
+"""TF Serving's `tensorflow.serving.PredictionService` over the data plane."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from ..dataplane import Classification, DataPlane
+from ..errors import InvalidInputError
+from . import converters
+from .status import maps_errors_to_status
+
+DEFAULT_SIGNATURE = "serving_default"
+# Signature → (input key, how its tensor reaches the data plane). TF Serving's default signature is
+# serving_default; the classic Inception client names predict_images.
+ENCODED_IMAGES_SIGNATURE = "predict_images"
+SERIALIZED_EXAMPLES_SIGNATURE = "serving_default"
+PIXELS_SIGNATURE = "classify_pixels"
+INPUT_KEY_BY_SIGNATURE = {
+    ENCODED_IMAGES_SIGNATURE: "images",
+    SERIALIZED_EXAMPLES_SIGNATURE: "inputs",
+    PIXELS_SIGNATURE: "pixels",
+}
+OUTPUT_KEYS = ("classes", "scores")
+
+
+def requested_version(model_spec: model_pb2.ModelSpec) -> int | None:
+    if model_spec.HasField("version"):
+        return model_spec.version.value
+    if model_spec.version_label:
+        raise InvalidInputError(
+            f"version labels are not supported (got '{model_spec.version_label}'); set model_spec.version"
+        )
+    return None
+
+
+def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
+    """The client's deadline on the event loop's clock, so queued items past it are never computed."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return asyncio.get_running_loop().time() + remaining
+
+
+def response_spec(model_name: str, version: int, signature_name: str) -> model_pb2.ModelSpec:
+    spec = model_pb2.ModelSpec(name=model_name, signature_name=signature_name)
+    spec.version.value = version
+    return spec
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self._dataplane = dataplane
+
+    @maps_errors_to_status
+    async def Predict(
+        self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> predict_pb2.PredictResponse:
+        spec = request.model_spec
+        version = requested_version(spec)
+        self._dataplane.models.get(spec.name, version)  # NOT_FOUND before input errors, like TF Serving
+        signature = spec.signature_name or DEFAULT_SIGNATURE
+        input_key = INPUT_KEY_BY_SIGNATURE.get(signature)
+        if input_key is None:
+            raise InvalidInputError(
+                f"signature '{signature}' cannot be served by Predict; use one of {sorted(INPUT_KEY_BY_SIGNATURE)}"
+            )
+        unexpected = sorted(set(request.inputs) - {input_key})
+        if unexpected:
+            raise InvalidInputError(
+                f"signature '{signature}' takes only input '{input_key}'; unexpected inputs {unexpected}"
+            )
+        if input_key not in request.inputs:
+            raise InvalidInputError(f"input '{input_key}' missing: signature '{signature}' needs it")
+        wanted_outputs = list(request.output_filter) or list(OUTPUT_KEYS)
+        unknown_outputs = sorted(set(wanted_outputs) - set(OUTPUT_KEYS))
+        if unknown_outputs:
+            raise InvalidInputError(f"output_filter names unknown outputs {unknown_outputs}; outputs: {list(OUTPUT_KEYS)}")
+
+        tensor = request.inputs[input_key]
+        deadline = deadline_of(context)
+        if signature == PIXELS_SIGNATURE:
+            pixels = converters.float_array(tensor, input_key)
+            result = await self._dataplane.classify_pixels(
+                spec.name, version, pixels, input_name=input_key, deadline=deadline
+            )
+        else:
+            values = converters.string_vector(tensor, input_key)
+            if signature == SERIALIZED_EXAMPLES_SIGNATURE:
+                values = converters.image_bytes_from_serialized_examples(values, input_key)
+            result = await self._dataplane.classify_images(
+                spec.name, version, values, input_name=input_key, deadline=deadline
+            )
+        return self._predict_response(result, signature, wanted_outputs)
+
+    @staticmethod
+    def _predict_response(result: Classification, signature: str, outputs: list[str]) -> predict_pb2.PredictResponse:
+        response = predict_pb2.PredictResponse(
+            model_spec=response_spec(result.model_name, result.model_version, signature)
+        )
+        if "classes" in outputs:
+            response.outputs["classes"].CopyFrom(converters.classes_tensor(result.predictions))
+        if "scores" in outputs:
+            response.outputs["scores"].CopyFrom(converters.scores_tensor(result.predictions))
+        return response
+
+    @maps_errors_to_status
+    async def Classify(
+        self, request: classification_pb2.ClassificationRequest, context: grpc.aio.ServicerContext
+    ) -> classification_pb2.ClassificationResponse:
+        spec = request.model_spec
+        version = requested_version(spec)
+        self._dataplane.models.get(spec.name, version)
+        signature = spec.signature_name or DEFAULT_SIGNATURE
+        if signature != SERIALIZED_EXAMPLES_SIGNATURE:
+            raise InvalidInputError(
+                f"Classify serves signature '{SERIALIZED_EXAMPLES_SIGNATURE}' (tf.Example with "
+                f"'{converters.IMAGE_FEATURE}'), not '{signature}'"
+            )
+        images = converters.image_bytes_from_input(request.input)
+        result = await self._dataplane.classify_images(
+            spec.name, version, images, input_name="input.examples", deadline=deadline_of(context)
+        )
+        return classification_pb2.ClassificationResponse(
+            model_spec=response_spec(result.model_name, result.model_version, signature),
+            result=converters.classification_result(result.predictions),
+        )
+
+    @maps_errors_to_status
+    async def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        spec = request.model_spec
+        served = self._dataplane.models.get(spec.name, requested_version(spec))
+        fields = list(request.metadata_field)
+        if fields != ["signature_def"]:
+            raise InvalidInputError(
+                f"metadata_field must be ['signature_def'] (the only metadata TF Serving defines), got {fields}"
+            )
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature_def in served.runtime.signature_defs.items():  # type: ignore[union-attr]
+            signature_map.signature_def[name].CopyFrom(signature_def)
+        response = get_model_metadata_pb2.GetModelMetadataResponse(
+            model_spec=response_spec(served.name, served.version, "")
+        )
+        response.metadata["signature_def"].Pack(signature_map)
+        return response
+
+    async def Regress(self, request, context):  # type: ignore[no-untyped-def]
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Regress: image classifiers have no regression signature")
+
+    async def MultiInference(self, request, context):  # type: ignore[no-untyped-def]
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported; use Classify or Predict")

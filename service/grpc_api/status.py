@@ -1,0 +1,57 @@
+"""Serving errors → gRPC status codes, applied once around every handler."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Awaitable, Callable, TypeVar
+
+import grpc
+
+from ..errors import (
+    DeadlineExceededError,
+    InvalidInputError,
+    ModelExecutionError,
+    ModelNotFoundError,
+    ResourceExhaustedError,
+    ServingError,
+    UnavailableError,
+)
+
+_log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[ServingError], grpc.StatusCode] = {
+    ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
+    InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
+    ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ModelExecutionError: grpc.StatusCode.INTERNAL,
+}
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def status_code_for(error: ServingError) -> grpc.StatusCode:
+    for error_type in type(error).__mro__:
+        if error_type in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[error_type]  # type: ignore[index]
+    return grpc.StatusCode.INTERNAL
+
+
+def maps_errors_to_status(handler: Handler) -> Handler:
+    """A client gets a status it can act on; an unexpected fault is logged and answered INTERNAL."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await handler(self, request, context)
+        except ServingError as error:
+            await context.abort(status_code_for(error), str(error))
+        except (grpc.aio.AbortError, grpc.aio.UsageError):  # context.abort() inside the handler
+            raise
+        except Exception:
+            _log.exception("unexpected error in %s", handler.__qualname__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal server error (logged on the server)")
+
+    return wrapper  # type: ignore[return-value]

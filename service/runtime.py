@@ -1,0 +1,130 @@
+"""The model runtime: the only serve-time code that calls TensorFlow.
+
+It loads one exported SavedModel version (see docs/architecture.md for the signature contract) and offers
+two blocking calls that the server runs off the event loop: `preprocess` (one image's bytes → pixels, in the
+decode pool) and `run_batch` (stacked pixels → top-k classes and scores, in a batch thread).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is not operator news
+import tensorflow as tf  # noqa: E402
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
+
+_log = logging.getLogger(__name__)
+
+PREPROCESS_SIGNATURE = "preprocess"
+CLASSIFY_PIXELS_SIGNATURE = "classify_pixels"
+REQUIRED_SIGNATURES = (PREPROCESS_SIGNATURE, CLASSIFY_PIXELS_SIGNATURE)
+
+
+class ModelLoadError(Exception):
+    """The version directory is not a SavedModel this server can serve."""
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not an image the model's own preprocessing can decode."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's top-k answer; `scores` is a view into the batch's result array."""
+
+    classes: Sequence[bytes]
+    scores: np.ndarray
+
+
+_threading_configured = False
+
+
+def configure_tensorflow(intra_op_threads: int = 0, inter_op_threads: int = 0) -> None:
+    """Set TF's thread pools once, before the first op runs (TF refuses changes afterwards)."""
+    global _threading_configured
+    if _threading_configured:
+        return
+    if intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    if inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    _threading_configured = True
+
+
+def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
+    """The SignatureDefs as stored in saved_model.pb, for GetModelMetadata."""
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    if not saved_model.meta_graphs:
+        raise ModelLoadError(f"{version_dir}: saved_model.pb holds no MetaGraph")
+    return dict(saved_model.meta_graphs[0].signature_def)
+
+
+class ModelRuntime:
+    """A loaded model version: decode one image, run one batch."""
+
+    def __init__(self, version_dir: Path) -> None:
+        self.version_dir = version_dir
+        if not (version_dir / "saved_model.pb").is_file():
+            raise ModelLoadError(f"{version_dir}: no saved_model.pb")
+        self.signature_defs = read_signature_defs(version_dir)
+        missing = [name for name in REQUIRED_SIGNATURES if name not in self.signature_defs]
+        if missing:
+            raise ModelLoadError(
+                f"{version_dir}: signatures {missing} missing; export the model with `python -m model_export`"
+            )
+        try:
+            self._saved_model = tf.saved_model.load(str(version_dir))
+        except Exception as error:  # TF raises a zoo of types for corrupt models
+            raise ModelLoadError(f"{version_dir}: cannot load SavedModel: {error}") from error
+        self._preprocess = self._saved_model.signatures[PREPROCESS_SIGNATURE]
+        self._classify_pixels = self._saved_model.signatures[CLASSIFY_PIXELS_SIGNATURE]
+        pixels_spec = self._classify_pixels.structured_input_signature[1]["pixels"]
+        self.input_shape: tuple[int, int, int] = tuple(int(d) for d in pixels_spec.shape[1:])  # type: ignore[assignment]
+        self.metadata: dict[str, Any] = self._read_metadata()
+
+    def _read_metadata(self) -> dict[str, Any]:
+        path = self.version_dir / "assets" / "export_metadata.json"
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            _log.warning("%s: unreadable export metadata: %s", path, error)
+            return {}
+
+    def preprocess(self, image: bytes) -> np.ndarray:
+        """Decode, resize and scale one image with the model's own exported preprocessing."""
+        try:
+            pixels = self._preprocess(image=tf.constant(image))["pixels"]
+        except tf.errors.OpError as error:
+            raise ImageDecodeError(_first_line(error.message)) from None
+        return pixels.numpy()
+
+    def run_batch(self, pixels: Sequence[np.ndarray], padded_size: int) -> list[Prediction]:
+        """Run the network once on the stacked batch, padded with zero images up to `padded_size`."""
+        count = len(pixels)
+        batch = np.zeros((max(padded_size, count), *self.input_shape), dtype=np.float32)
+        for row, image in enumerate(pixels):
+            batch[row] = image
+        outputs = self._classify_pixels(pixels=tf.constant(batch))
+        classes = outputs["classes"].numpy()
+        scores = outputs["scores"].numpy()
+        return [Prediction(classes=tuple(classes[row]), scores=scores[row]) for row in range(count)]
+
+    def warm_up(self, batch_sizes: Sequence[int]) -> None:
+        """Run each batch size once so no client request pays for first-call setup."""
+        blank = np.zeros(self.input_shape, dtype=np.float32)
+        for size in sorted(set(batch_sizes)):
+            self.run_batch([blank] * size, size)
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else "undecodable input"

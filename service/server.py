@@ -1,0 +1,115 @@
+"""Assembles the server: gRPC services over the data plane, model loading, health, metrics, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer  # the asyncio servicer grpcio-health-checking ships
+from grpc_reflection.v1alpha import reflection
+from tensorflow_serving.apis import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from .dataplane import DataPlane
+from .grpc_api.model_service import ModelServicer
+from .grpc_api.prediction_service import PredictionServicer
+from .metrics import ServingMetrics
+from .model_manager import ModelManager
+from .runtime import configure_tensorflow
+from .settings import ServerSettings
+
+_log = logging.getLogger("service")
+
+PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name
+MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+_SERVED = ("", PREDICTION_SERVICE, MODEL_SERVICE)
+
+
+class ModelServer:
+    """One process: one gRPC port, one metrics port, the models it was told to serve."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        configure_tensorflow(settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism)
+        self.metrics = ServingMetrics(settings.effective_batching.max_batch_size)
+        self.models = ModelManager(settings.effective_batching, listener_factory=self.metrics.listener_factory())
+        self._decode_executor = ThreadPoolExecutor(
+            max_workers=settings.effective_decode_threads, thread_name_prefix="decode"
+        )
+        self.dataplane = DataPlane(
+            self.models, self._decode_executor, max_images_per_request=settings.max_images_per_request
+        )
+        self.health = HealthServicer()
+        message_limit = settings.grpc_max_message_bytes
+        self._grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", message_limit),
+                ("grpc.max_send_message_length", message_limit),
+            ]
+        )
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.dataplane), self._grpc
+        )
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models), self._grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+        reflection.enable_server_reflection(
+            (PREDICTION_SERVICE, MODEL_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), self._grpc
+        )
+        self.grpc_port = 0
+        self.metrics_port = 0
+
+    async def start(self) -> None:
+        """Bind, report NOT_SERVING while the model loads and warms up, then SERVING."""
+        for service in _SERVED:
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        settings = self.settings
+        self.grpc_port = self._grpc.add_insecure_port(f"{settings.host}:{settings.port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot bind gRPC port {settings.host}:{settings.port}")
+        await self._grpc.start()
+        if settings.rest_api_port:
+            self.metrics_port = self.metrics.serve_http(settings.host, settings.rest_api_port)
+        served = await self.models.load_latest(settings.model_name, settings.model_base_path)
+        self.metrics.watch_queue(served.name, served.batcher)  # type: ignore[arg-type]
+        for service in _SERVED:
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        batching = settings.effective_batching
+        _log.info(
+            "ready: model=%s version=%d grpc=%s:%d metrics=%s:%d batching=%s max_batch_size=%d "
+            "batch_timeout_micros=%d num_batch_threads=%d",
+            served.name, served.version, settings.host, self.grpc_port, settings.host, self.metrics_port,
+            "on" if settings.enable_batching else "off", batching.max_batch_size,
+            batching.batch_timeout_micros, batching.num_batch_threads,
+        )
+
+    async def stop(self) -> None:
+        """Drain: NOT_SERVING at once, let in-flight RPCs finish within the grace, then release models."""
+        await self.health.enter_graceful_shutdown()
+        await self._grpc.stop(self.settings.shutdown_grace_seconds)
+        await self.models.close()
+        self._decode_executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def run_server(settings: ServerSettings) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    server = ModelServer(settings)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+    try:
+        await server.start()
+    except Exception as error:  # a model that cannot load is fatal: let the orchestrator restart us
+        _log.error("cannot start: %s", error)
+        await server.stop()
+        return 1
+    await stop_requested.wait()
+    _log.info("shutting down: draining in-flight requests (grace %.1f s)", settings.shutdown_grace_seconds)
+    await server.stop()
+    _log.info("stopped")
+    return 0

@@ -1,0 +1,190 @@
+"""All server settings in one typed object, built from `tensorflow_model_server`-style flags and environment.
+
+Precedence, lowest to highest: defaults, environment (`BATCHSERVE_<FLAG_NAME>` upper-case, plus TF Serving's
+Docker variables `MODEL_NAME` / `MODEL_BASE_PATH`), the batching parameters file, explicit flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from batching import BatchingParameters
+
+from .batching_config import parse_batching_parameters_file
+
+ENV_PREFIX = "BATCHSERVE_"
+
+# Flags whose values override the batching parameters file when given explicitly.
+_BATCHING_FLAGS = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything `python -m service` can be told; one place to read every knob."""
+
+    port: int = 8500
+    host: str = "0.0.0.0"
+    rest_api_port: int = 8501
+    model_name: str = "default"
+    model_base_path: Path = Path("/models/default")
+    enable_batching: bool = False
+    batching: BatchingParameters = field(default_factory=BatchingParameters)
+    decode_threads: int = 0  # 0: one per CPU core
+    max_images_per_request: int = 1024
+    grpc_max_message_bytes: int = 64 * 1024 * 1024
+    tensorflow_intra_op_parallelism: int = 0  # 0: TensorFlow's default
+    tensorflow_inter_op_parallelism: int = 0
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def effective_batching(self) -> BatchingParameters:
+        """What the batcher really runs with: size-1 batches when batching is disabled."""
+        if self.enable_batching:
+            return self.batching
+        return dataclasses.replace(
+            BatchingParameters.unbatched(), num_batch_threads=self.batching.num_batch_threads
+        )
+
+    @property
+    def effective_decode_threads(self) -> int:
+        return self.decode_threads or (os.cpu_count() or 1)
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    """Flags named as `tensorflow_model_server`'s, so existing command lines and manifests carry over."""
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description=(
+            "Async dynamic-batching gRPC server for image classifiers, speaking TensorFlow Serving's "
+            "PredictionService / ModelService APIs. Every flag can also be set through the environment "
+            f"as {ENV_PREFIX}<FLAG_NAME> (e.g. {ENV_PREFIX}MAX_BATCH_SIZE=16)."
+        ),
+    )
+    bool_flag = dict(type=_parse_bool, nargs="?", const=True, metavar="BOOL")
+    parser.add_argument("--port", type=_non_negative_int, help="gRPC port (default 8500; 0 picks a free port)")
+    parser.add_argument("--host", help="address to bind (default 0.0.0.0)")
+    parser.add_argument("--rest_api_port", type=_non_negative_int, help="HTTP port for metrics (default 8501; 0 disables)")
+    parser.add_argument("--model_name", help="name clients put in model_spec.name (default 'default')")
+    parser.add_argument(
+        "--model_base_path", help="directory holding numeric version subdirectories; the highest is served"
+    )
+    parser.add_argument("--enable_batching", help="batch concurrent requests (default false)", **bool_flag)
+    parser.add_argument(
+        "--batching_parameters_file",
+        help="TF Serving BatchingParameters text proto, e.g. 'max_batch_size { value: 32 }'",
+    )
+    parser.add_argument("--max_batch_size", type=_positive_int, help="largest batch the model runs")
+    parser.add_argument(
+        "--batch_timeout_micros", type=_non_negative_int,
+        help="longest an item waits for its batch to fill while the model is busy",
+    )
+    parser.add_argument(
+        "--max_enqueued_batches", type=_positive_int,
+        help="queue bound in batches; beyond it requests are refused with RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument("--num_batch_threads", type=_positive_int, help="batches that may run at once")
+    parser.add_argument(
+        "--allowed_batch_sizes", type=_int_list,
+        help="comma-separated sizes batches are padded up to (last must equal max_batch_size)",
+    )
+    parser.add_argument(
+        "--dispatch_when_idle", help="run a batch at once when a batch thread is idle (default true)", **bool_flag
+    )
+    parser.add_argument("--decode_threads", type=_non_negative_int, help="image decoding threads (0: one per core)")
+    parser.add_argument("--max_images_per_request", type=_positive_int, help="largest image batch one request may carry")
+    parser.add_argument("--grpc_max_message_bytes", type=_positive_int, help="largest gRPC message accepted or sent")
+    parser.add_argument(
+        "--tensorflow_intra_op_parallelism", type=_non_negative_int, help="threads inside one op (0: TF default)"
+    )
+    parser.add_argument(
+        "--tensorflow_inter_op_parallelism", type=_non_negative_int, help="ops run in parallel (0: TF default)"
+    )
+    parser.add_argument("--shutdown_grace_seconds", type=float, help="time in-flight requests get at shutdown")
+    parser.add_argument("--log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    return parser
+
+
+def _environment_values(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> dict[str, object]:
+    """Flag values from the environment, parsed with the same types as the flags themselves."""
+    values: dict[str, object] = {}
+    docker_aliases = {"model_name": "MODEL_NAME", "model_base_path": "MODEL_BASE_PATH"}
+    for action in parser._actions:  # argparse exposes no public iterator over actions
+        if not action.option_strings or action.dest == "help":
+            continue
+        names = [ENV_PREFIX + action.dest.upper()]
+        if action.dest in docker_aliases:
+            names.append(docker_aliases[action.dest])
+        for name in names:
+            if name in environ:
+                raw = environ[name]
+                try:
+                    values[action.dest] = action.type(raw) if action.type else raw
+                except (argparse.ArgumentTypeError, ValueError) as error:
+                    parser.error(f"environment variable {name}: {error}")
+                break
+    return values
+
+
+def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerSettings:
+    """Build the settings from flags and environment; exits with a usage message on bad input."""
+    parser = build_argument_parser()
+    flags = vars(parser.parse_args(argv))
+    given = {**_environment_values(parser, os.environ if environ is None else environ)}
+    given.update({name: value for name, value in flags.items() if value is not None})
+
+    batching = BatchingParameters()
+    batching_file = given.pop("batching_parameters_file", None)
+    if batching_file:
+        try:
+            batching = parse_batching_parameters_file(Path(batching_file))
+        except (OSError, ValueError) as error:
+            parser.error(f"--batching_parameters_file: {error}")
+    overrides = {name: given.pop(name) for name in _BATCHING_FLAGS if name in given}
+    if "allowed_batch_sizes" in given:
+        overrides["allowed_batch_sizes"] = tuple(given.pop("allowed_batch_sizes"))
+    if "dispatch_when_idle" in given:
+        overrides["dispatch_when_idle"] = given.pop("dispatch_when_idle")
+    try:
+        batching = dataclasses.replace(batching, **overrides)
+    except ValueError as error:
+        parser.error(f"batching parameters: {error}")
+
+    if "model_base_path" in given:
+        given["model_base_path"] = Path(str(given["model_base_path"])).expanduser().resolve()
+    return ServerSettings(batching=batching, **given)
