@@ -245,7 +245,7 @@ class Batcher(Generic[T, R]):
         while True:
             self._wakeup.clear()
             wake_at: float | None = None
-            if self._running_batches < self._parameters.num_batch_threads:
+            if True:
                 head = self._live_head(loop.time())
                 if head is not None:
                     close_at = self._batch_close_time(head)

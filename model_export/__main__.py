@@ -13,6 +13,7 @@ from pathlib import Path
 
 from model_export.exporter import VersionExistsError, check_version_dir_free, export_classifier
 from model_export.inception import (
+    INCEPTION_V3_NUM_CLASSES,
     INCEPTION_V3_PREPROCESSING,
     STANDARD_WEIGHTS_FILENAME,
     WeightsFileError,
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.weights is not None:
             check_weights_file(args.weights)
         labels = load_labels(args.labels)
+        if len(labels) != INCEPTION_V3_NUM_CLASSES:
+            raise ValueError(f"Inception-v3 has {INCEPTION_V3_NUM_CLASSES} classes but {len(labels)} labels were given")
 
         progress("building Inception-v3" + (f" and loading weights from {args.weights}" if args.weights else ""))
         model, weights_info = build_inception_v3_with_info(args.weights, args.seed, log=progress)
@@ -86,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             metadata={"model": "inception_v3", **weights_info.as_metadata()},
             overwrite=args.overwrite,
         )
-    except (VersionExistsError, WeightsFileError, FileNotFoundError, ValueError) as error:
+    except (VersionExistsError, WeightsFileError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     weights_note = "seeded random weights" if weights_info.kind == "random" else f"weights from {weights_info.file}"

@@ -128,13 +128,14 @@ class ClassifierModule(tf.Module):
         return {"classes": tf.gather(self.class_names, indices), "scores": scores}
 
     def _classify_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        # Same function the server calls per image, then the same batch function.
+        # Same decode function the server calls per image, then the very same traced batch
+        # function (a call, not a second copy of the network: one trace, one graph to agree on).
         pixels = tf.map_fn(
             self._decode,
             images,
             fn_output_signature=tf.TensorSpec([self.height, self.width, 3], tf.float32),
         )
-        return self._classify_pixels(pixels)
+        return self.classify_pixels(pixels)
 
     def _predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._classify_images(images)

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import h5py
@@ -114,7 +115,9 @@ def shape_of(tensor_info) -> list[int]:
 
 def write_legacy_h5_weights(model: keras.Model, path: Path) -> Path:
     """Same layout as Keras' published inception_v3_weights_tf_dim_ordering_tf_kernels.h5."""
-    with h5py.File(path, "w") as handle:
+    with h5py.File(path, "w") as handle, warnings.catch_warnings():
+        # Keras' own writer trips NumPy 2's __array__(copy=...) deprecation; not ours to fix.
+        warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
         legacy_h5_format.save_weights_to_hdf5_group(handle, model)
     return path
 
