@@ -118,10 +118,11 @@ class Batcher(Generic[T, R]):
         self._executor = ThreadPoolExecutor(
             max_workers=parameters.num_batch_threads, thread_name_prefix=f"batch-{name}"
         )
-        # Dropped items stay in the deque until they reach its head (removal from the middle
-        # is O(n)); _queue_depth counts only live ones.
+        # Dropped items stay in the deque until they reach its head or the deque is compacted
+        # (removal from the middle is O(n)); _queue_depth counts only live ones.
         self._queue: deque[_Item] = deque()
         self._queue_depth = 0
+        self._dropped_in_queue = 0
         self._running_batches = 0
         self._batch_ids = itertools.count(1)
         self._closed = False
@@ -245,12 +246,13 @@ class Batcher(Generic[T, R]):
         while True:
             self._wakeup.clear()
             wake_at: float | None = None
-            if True:
-                head = self._live_head(loop.time())
+            if self._running_batches < self._parameters.num_batch_threads:
+                now = loop.time()
+                head = self._live_head(now)
                 if head is not None:
                     close_at = self._batch_close_time(head)
-                    if close_at <= loop.time() + _CLOCK_TOLERANCE:
-                        self._start_batch(loop)
+                    if close_at <= now + _CLOCK_TOLERANCE:
+                        self._start_batch(loop, head, now)
                         continue
                     wake_at = close_at
             if self._closed and self._queue_depth == 0 and self._running_batches == 0:
@@ -279,6 +281,7 @@ class Batcher(Generic[T, R]):
             item = self._queue[0]
             if item.state is not _ItemState.QUEUED:
                 self._queue.popleft()
+                self._dropped_in_queue -= 1
                 continue
             request = item.request
             if request.future.done():
@@ -291,10 +294,8 @@ class Batcher(Generic[T, R]):
                 return item
         return None
 
-    def _start_batch(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
-        head = self._live_head(now)
-        assert head is not None, "_start_batch needs a live item"
+    def _start_batch(self, loop: asyncio.AbstractEventLoop, head: _Item, now: float) -> None:
+        """Take the batch that starts at the live item ``head`` and hand it to a thread."""
         strict = not (self._parameters.dispatch_when_idle or self._closed)
         # Strict mode: the batch closed when its oldest item timed out; later items go to the
         # next batch even if this one is dispatched late because every thread was busy.
@@ -308,6 +309,8 @@ class Batcher(Generic[T, R]):
             item.state = _ItemState.RUNNING
             batch.append(item)
         self._queue_depth -= len(batch)
+        if not batch:  # cannot happen: head is live at `now`; never run an empty batch anyway
+            return
 
         info = BatchInfo(
             batch_id=next(self._batch_ids),
@@ -390,11 +393,18 @@ class Batcher(Generic[T, R]):
         for item in request.items:
             if item.state is _ItemState.QUEUED:
                 item.state = _ItemState.DROPPED
+                item.value = None  # an input (e.g. decoded pixels) must not outlive its request
                 dropped += 1
         if dropped:
             self._queue_depth -= dropped
+            self._dropped_in_queue += dropped
             request.unsettled -= dropped
             self._notify("on_rejected", dropped, reason)
+            if self._dropped_in_queue > self._parameters.max_enqueued_items:
+                # Clients that time out while the model is stuck must not grow the deque
+                # without bound: rebuild it, amortised O(1) per dropped item.
+                self._queue = deque(item for item in self._queue if item.state is _ItemState.QUEUED)
+                self._dropped_in_queue = 0
         return dropped
 
     def _expire(self, request: _Request[Any]) -> None:
@@ -410,6 +420,7 @@ class Batcher(Generic[T, R]):
             if not request.future.done():
                 request.future.set_exception(BatcherClosedError(message))
         self._queue.clear()
+        self._dropped_in_queue = 0
 
     def _notify(self, hook: str, *args: Any) -> None:
         """Call a listener hook; a broken listener is logged, never allowed to break batching."""

@@ -394,6 +394,34 @@ async def test_item_past_its_deadline_while_queued_is_never_computed(gate: threa
     assert model.computed == [0, 3]
 
 
+async def test_deadline_also_bounds_a_request_whose_batch_is_already_running(gate: threading.Event) -> None:
+    model = FakeModel(gate=gate)
+    async with make_batcher(model) as batcher:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(DeadlineExceededError):
+            async with asyncio.timeout(0.05 + SLACK + 1.0):
+                await batcher.submit([1], deadline=loop.time() + 0.05)
+        assert batcher.running_batches == 1, "the caller got its answer; the thread is still busy"
+        gate.set()
+    assert model.computed == [1]
+
+
+async def test_requests_dropped_while_the_model_is_stuck_do_not_pile_up(gate: threading.Event) -> None:
+    # Internal invariant (memory): dropped items are compacted out of the queue.
+    async with make_batcher(FakeModel(gate=gate), max_batch_size=2, max_enqueued_batches=2) as batcher:
+        busy = await hold_model_busy(batcher)
+        for _ in range(50):
+            client = asyncio.create_task(batcher.submit([1, 2]))
+            await eventually(lambda: batcher.queue_depth == 2)
+            client.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await client
+            assert len(batcher._queue) <= 2 * batcher.parameters.max_enqueued_items + 2
+        assert batcher.queue_depth == 0
+        gate.set()
+        await busy
+
+
 async def test_deadline_already_past_at_submit_is_refused_at_once() -> None:
     model = FakeModel()
     async with make_batcher(model) as batcher:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from batching import Batcher, BatchingParameters, ItemError, QueueFullError  # noqa: E402
@@ -85,6 +85,7 @@ async def run_plan(parameters: BatchingParameters, plans: list[RequestPlan]) -> 
         assert padded_size == parameters.padded_size(len(items))
 
     for number, (plan, outcome) in enumerate(zip(plans, outcomes)):
+        event(f"outcome: {type(outcome).__name__}")
         items = [item_value(number, position) for position in range(plan.size)]
         if isinstance(outcome, QueueFullError):
             assert not set(items) & set(computed), "a refused request enqueued nothing"

@@ -306,6 +306,19 @@ def test_existing_version_is_refused_unless_overwrite(tmp_path):
     assert [path.name for path in tmp_path.iterdir()] == ["2"]
 
 
+def test_failed_export_leaves_no_partial_version(tmp_path, monkeypatch):
+    """A server polling the base path must never see a half-written version."""
+    from model_export import exporter
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(exporter, "_mark_classify_signature", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_classifier(tiny_classifier(seed=0), TINY_LABELS, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_same_seed_exports_identical_scores(tmp_path):
     images = sample_images()
     scores = []
@@ -451,3 +464,4 @@ def test_cli_refuses_existing_version(cli_seeded_export):
     assert result.returncode != 0
     assert "already exists" in result.stderr and "--overwrite" in result.stderr
     assert read_export_metadata(cli_seeded_export)["seed"] == 123  # untouched
+
