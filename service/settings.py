@@ -47,8 +47,10 @@ class ServerSettings:
         """What the batcher really runs with: size-1 batches when batching is disabled."""
         if self.enable_batching:
             return self.batching
-        return dataclasses.replace(
-            BatchingParameters.unbatched(), num_batch_threads=self.batching.num_batch_threads
+        # Same thread count and the same queue capacity in images as with batching on.
+        return BatchingParameters.unbatched(
+            num_batch_threads=self.batching.num_batch_threads,
+            max_enqueued_batches=self.batching.max_enqueued_items,
         )
 
     @property
