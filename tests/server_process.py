@@ -28,11 +28,19 @@ def free_port() -> int:
 class ServerProcess:
     """A running server; its log is collected so tests can read it and failures show it."""
 
-    def __init__(self, model_base_path: Path, *flags: str, model_name: str = "inception", start_timeout: float = 240):
+    def __init__(
+        self,
+        model_base_path: Path,
+        *flags: str,
+        model_name: str = "inception",
+        port: int = 0,
+        wait: bool = True,
+        start_timeout: float = 240,
+    ):
         self.metrics_port = free_port()
         command = [
             sys.executable, "-m", "service",
-            "--host=127.0.0.1", "--port=0", f"--rest_api_port={self.metrics_port}",
+            "--host=127.0.0.1", f"--port={port}", f"--rest_api_port={self.metrics_port}",
             f"--model_name={model_name}", f"--model_base_path={model_base_path}", *flags,
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -41,9 +49,14 @@ class ServerProcess:
         )
         self.log_lines: list[str] = []
         self._ready = threading.Event()
-        self.port = 0
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
         threading.Thread(target=self._read_log, daemon=True).start()
-        deadline = time.monotonic() + start_timeout
+        if wait:
+            self.wait_ready(start_timeout)
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
         while not self._ready.wait(0.2):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.process.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import grpc
 import numpy as np
@@ -12,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from imaging import jpeg, mixed_corpus
-from server_process import REPO_ROOT, ServerProcess
+from server_process import REPO_ROOT, ServerProcess, free_port
 from tf_serving_client import classify_request, predict_outputs
 
 IMAGENET_LABELS = {
@@ -123,11 +124,38 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(inception_
     assert executed - (singles - singles_before) > 0, "no batch larger than 1"
 
 
+def health_statuses_until_serving(address: str, timeout: float = 240) -> list[int]:
+    """Poll grpc.health.v1 from the moment the port answers until SERVING; returns the distinct statuses."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                status = health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+            except grpc.RpcError:
+                time.sleep(0.05)  # not listening yet
+                continue
+            if not seen or seen[-1] != status:
+                seen.append(status)
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            time.sleep(0.05)
+    return seen
+
+
 def test_with_batching_disabled_every_batch_has_size_one(inception_base, in_process):
+    """Also: health says NOT_SERVING while the model loads and warms up, and SIGTERM exits 0."""
     images = [jpeg(3000 + i) for i in range(64)]
-    with ServerProcess(inception_base, "--enable_batching=false", "--num_batch_threads=2") as server:
+    port = free_port()
+    server = ServerProcess(inception_base, "--enable_batching=false", "--num_batch_threads=2", port=port, wait=False)
+    with server:
+        statuses = health_statuses_until_serving(f"127.0.0.1:{port}")
+        server.wait_ready()
         served = _send_concurrently(server, images)
         batches, singles = batch_sizes_seen(server)
+        assert server.stop() == 0, server.log
+    assert statuses == [health_pb2.HealthCheckResponse.NOT_SERVING, health_pb2.HealthCheckResponse.SERVING]
     _, want_scores = in_process(images)
     for index, scores in enumerate(served):
         np.testing.assert_allclose(scores, want_scores[index], atol=1e-4)
