@@ -30,6 +30,19 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 _SERVED = ("", PREDICTION_SERVICE, MODEL_SERVICE)
 
 
+def grpc_server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """Channel arguments of the gRPC server; the connection-age ones only when set."""
+    options = [
+        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+    ]
+    if settings.grpc_max_connection_age_ms:
+        options.append(("grpc.max_connection_age_ms", settings.grpc_max_connection_age_ms))
+    if settings.grpc_max_connection_age_grace_ms:
+        options.append(("grpc.max_connection_age_grace_ms", settings.grpc_max_connection_age_grace_ms))
+    return options
+
+
 class ModelServer:
     """One process: one gRPC port, one metrics port, the models it was told to serve."""
 
@@ -45,13 +58,7 @@ class ModelServer:
             self.models, self._decode_executor, max_images_per_request=settings.max_images_per_request
         )
         self.health = HealthServicer()
-        message_limit = settings.grpc_max_message_bytes
-        self._grpc = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", message_limit),
-                ("grpc.max_send_message_length", message_limit),
-            ]
-        )
+        self._grpc = grpc.aio.server(options=grpc_server_options(settings))
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.dataplane), self._grpc
         )

@@ -37,6 +37,9 @@ class ServerSettings:
     decode_threads: int = 0  # 0: one per CPU core
     max_images_per_request: int = 1024
     grpc_max_message_bytes: int = 64 * 1024 * 1024
+    # 0: unlimited. Behind an L4 load balancer a finite age makes clients reconnect, and so spread over new pods.
+    grpc_max_connection_age_ms: int = 0
+    grpc_max_connection_age_grace_ms: int = 0  # 0: gRPC's default (unlimited) for in-flight RPCs after GOAWAY
     tensorflow_intra_op_parallelism: int = 0  # 0: TensorFlow's default
     tensorflow_inter_op_parallelism: int = 0
     shutdown_grace_seconds: float = 10.0
@@ -131,6 +134,15 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decode_threads", type=_non_negative_int, help="image decoding threads (0: one per core)")
     parser.add_argument("--max_images_per_request", type=_positive_int, help="largest image batch one request may carry")
     parser.add_argument("--grpc_max_message_bytes", type=_positive_int, help="largest gRPC message accepted or sent")
+    parser.add_argument(
+        "--grpc_max_connection_age_ms", type=_non_negative_int,
+        help="close each client connection (GOAWAY) after this age so clients reconnect and spread over "
+        "new replicas (default 0: never)",
+    )
+    parser.add_argument(
+        "--grpc_max_connection_age_grace_ms", type=_non_negative_int,
+        help="time in-flight RPCs get on a connection closed for its age (default 0: unlimited)",
+    )
     parser.add_argument(
         "--tensorflow_intra_op_parallelism", type=_non_negative_int, help="threads inside one op (0: TF default)"
     )
