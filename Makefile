@@ -9,8 +9,9 @@ PORT ?= 8500
 REST_API_PORT ?= 8501
 SERVE_FLAGS ?= --enable_batching=true
 WEIGHTS ?=
+OVERLAY ?= cpu
 
-.PHONY: install serve export test clean
+.PHONY: install serve export test render clean
 
 install: $(STAMP)
 
@@ -31,6 +32,10 @@ serve: install export
 
 test: install
 	$(PY) -m pytest
+
+# Print the Kubernetes objects of manifests/overlays/$(OVERLAY) (kubectl comes with the test extra).
+render: install
+	$(VENV)/bin/kubectl kustomize manifests/overlays/$(OVERLAY)
 
 clean:
 	rm -rf $(VENV) models .pytest_cache
