@@ -237,10 +237,10 @@ def plot(timeline: Timeline, output: Path, title: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--overlay", default="cpu")
-    parser.add_argument("--time-scale", type=float, default=5.0)
+    parser.add_argument("--time-scale", type=float, default=3.0)
     parser.add_argument("--low", type=float, default=12.0, help="images/s, all pods, before and after the step")
-    parser.add_argument("--high", type=float, default=120.0, help="images/s, all pods, during the step")
-    parser.add_argument("--phases", default="120,600,900", help="cluster seconds of low,high,low")
+    parser.add_argument("--high", type=float, default=100.0, help="images/s, all pods, during the step")
+    parser.add_argument("--phases", default="90,450,810", help="cluster seconds of low,high,low")
     parser.add_argument("--pod-startup", type=float, default=30.0, help="cluster seconds from scale-up to ready")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "images" / "autoscaling_simulation.png")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fnmatch
+import importlib.util
 import json
 import re
 import shlex
@@ -153,11 +154,10 @@ def test_final_stage_holds_no_build_tools_or_sources(dockerfile):
 
 
 def test_image_requirements_swap_tensorflow_distribution_and_keep_pins():
-    import sys
-
-    sys.path.insert(0, str(REPO_ROOT / "docker"))
-    from requirements import split_requirements
-
+    spec = importlib.util.spec_from_file_location("docker_requirements", REPO_ROOT / "docker" / "requirements.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    split_requirements = module.split_requirements
     regular, no_deps = split_requirements(REPO_ROOT / "pyproject.toml", "tensorflow-cpu")
     assert regular[0] == "tensorflow-cpu>=2.21,<2.22"
     assert not any(r.startswith(("tensorflow>", "tensorflow-serving-api")) for r in regular)
