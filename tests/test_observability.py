@@ -302,3 +302,17 @@ def test_a_client_trace_continues_through_the_server_and_into_the_logs(traced_se
     assert access[0]["rpc"] == PREDICT_SPAN and access[0]["code"] == "OK" and access[0]["model"] == MODEL
     ready = [r for r in records if r["message"].startswith("ready: ")]
     assert ready and ready[0]["grpc_port"] == int(server.address.rsplit(":", 1)[1])
+
+
+def test_grafana_dashboard_queries_only_metrics_the_server_exports() -> None:
+    dashboard = json.loads((Path(__file__).parent.parent / "manifests/grafana/batchserve-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {
+        re.sub(r"_(bucket|sum|count|total)$", "", name)
+        for expression in expressions
+        for name in re.findall(r"\b((?:inference|process)_[a-z_]+)\{", expression)
+    }
+    assert used <= set(DOCUMENTED_METRICS), used - set(DOCUMENTED_METRICS)
+    assert {"inference_requests", "inference_request_seconds", "inference_queue_depth", "inference_batch_size",
+            "inference_rejected", "inference_model_ready"} <= used
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
