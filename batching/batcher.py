@@ -40,15 +40,18 @@ class _ItemState(enum.Enum):
 class _Request(Generic[R]):
     """One submit() call: its caller waits on ``future`` for all items to settle."""
 
-    __slots__ = ("future", "items", "results", "unsettled", "failure", "deadline")
+    __slots__ = ("future", "items", "results", "unsettled", "failure", "deadline", "context")
 
-    def __init__(self, future: asyncio.Future[list[R]], size: int, deadline: float | None) -> None:
+    def __init__(
+        self, future: asyncio.Future[list[R]], size: int, deadline: float | None, context: object
+    ) -> None:
         self.future = future
         self.items: list[_Item] = []
         self.results: list[Any] = [None] * size
         self.unsettled = size  # items still queued or running
         self.failure: ItemError | None = None  # lowest failing index seen so far
         self.deadline = deadline
+        self.context = context  # opaque to the batcher; handed to the listener with each item
 
 
 class _Item:
@@ -168,10 +171,14 @@ class Batcher(Generic[T, R]):
         self._dispatcher = loop.create_task(self._dispatch_forever(), name=f"batcher-{self._name}")
         self._dispatcher.add_done_callback(self._on_dispatcher_exit)
 
-    async def submit(self, items: Sequence[T], *, deadline: float | None = None) -> list[R]:
+    async def submit(
+        self, items: Sequence[T], *, deadline: float | None = None, context: object = None
+    ) -> list[R]:
         """Run ``items`` through the model and return their results, in order.
 
-        ``deadline`` is an absolute ``loop.time()``. Raises ``QueueFullError`` (nothing
+        ``deadline`` is an absolute ``loop.time()``. ``context`` is opaque to the batcher: it
+        reaches the listener as ``BatchInfo.contexts`` for each of these items (e.g. a trace
+        context, so a batch can be linked to the requests it served). Raises ``QueueFullError`` (nothing
         enqueued), ``DeadlineExceededError``, ``ItemError`` or ``BatcherClosedError``; see the
         class docstring. A request larger than ``max_enqueued_items`` can never be accepted.
         """
@@ -195,7 +202,7 @@ class Batcher(Generic[T, R]):
             self._notify("on_rejected", count, "deadline")
             raise DeadlineExceededError("deadline passed before the request was enqueued")
 
-        request: _Request[R] = _Request(loop.create_future(), count, deadline)
+        request: _Request[R] = _Request(loop.create_future(), count, deadline, context)
         for index, value in enumerate(items):
             item = _Item(value, request, index, now)
             request.items.append(item)
@@ -317,6 +324,7 @@ class Batcher(Generic[T, R]):
             size=len(batch),
             padded_size=self._parameters.padded_size(len(batch)),
             queue_waits=tuple(now - item.enqueued_at for item in batch),
+            contexts=tuple(item.request.context for item in batch),
         )
         self._running_batches += 1
         self._notify("on_batch_started", info)

@@ -14,13 +14,17 @@ from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from batching import ListenerGroup
+
 from .dataplane import DataPlane
+from .grpc_api.interceptors import ObservabilityInterceptor
 from .grpc_api.model_service import ModelServicer
 from .grpc_api.prediction_service import PredictionServicer
 from .metrics import ServingMetrics
 from .model_manager import ModelManager
 from .runtime import configure_tensorflow
 from .settings import ServerSettings
+from .tracing import configure_tracing
 
 _log = logging.getLogger("service")
 
@@ -37,16 +41,32 @@ class ModelServer:
         self.settings = settings
         configure_tensorflow(settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism)
         self.metrics = ServingMetrics(settings.effective_batching.max_batch_size)
-        self.models = ModelManager(settings.effective_batching, listener_factory=self.metrics.listener_factory())
+        self.tracing = configure_tracing()
+        metrics_listener, tracing_listener = self.metrics.listener_factory(), self.tracing.listener_factory()
+        self.models = ModelManager(
+            settings.effective_batching,
+            listener_factory=lambda name, version: ListenerGroup(
+                metrics_listener(name, version), tracing_listener(name, version)
+            ),
+        )
+        self.metrics.watch_models(self.models)
         self._decode_executor = ThreadPoolExecutor(
             max_workers=settings.effective_decode_threads, thread_name_prefix="decode"
         )
         self.dataplane = DataPlane(
-            self.models, self._decode_executor, max_images_per_request=settings.max_images_per_request
+            self.models, self._decode_executor, max_images_per_request=settings.max_images_per_request,
+            tracer=self.tracing.tracer,
         )
         self.health = HealthServicer()
         message_limit = settings.grpc_max_message_bytes
         self._grpc = grpc.aio.server(
+            interceptors=[
+                ObservabilityInterceptor(
+                    self.metrics, self.tracing.tracer,
+                    is_served=lambda name: name in self.models.model_names,
+                    access_log_enabled=settings.access_log,
+                )
+            ],
             options=[
                 ("grpc.max_receive_message_length", message_limit),
                 ("grpc.max_send_message_length", message_limit),
@@ -74,8 +94,8 @@ class ModelServer:
         await self._grpc.start()
         if settings.rest_api_port:
             self.metrics_port = self.metrics.serve_http(settings.host, settings.rest_api_port)
+        _log.info("tracing: %s", self.tracing.description)
         served = await self.models.load_latest(settings.model_name, settings.model_base_path)
-        self.metrics.watch_queue(served.name, served.batcher)  # type: ignore[arg-type]
         for service in _SERVED:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         batching = settings.effective_batching
@@ -85,6 +105,7 @@ class ModelServer:
             served.name, served.version, settings.host, self.grpc_port, settings.host, self.metrics_port,
             "on" if settings.enable_batching else "off", batching.max_batch_size,
             batching.batch_timeout_micros, batching.num_batch_threads,
+            extra={"grpc_port": self.grpc_port, "metrics_port": self.metrics_port},
         )
 
     async def stop(self) -> None:
@@ -93,6 +114,8 @@ class ModelServer:
         await self._grpc.stop(self.settings.shutdown_grace_seconds)
         await self.models.close()
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
+        self.metrics.close()
+        await asyncio.to_thread(self.tracing.shutdown)  # export the last spans
 
 
 async def run_server(settings: ServerSettings) -> int:
