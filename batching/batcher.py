@@ -55,13 +55,18 @@ class _Request(Generic[R]):
 
 
 class _Item:
-    __slots__ = ("value", "request", "index", "enqueued_at", "state")
+    # enqueued_at is loop time (schedules timeouts); enqueued_perf is perf_counter (measures waits:
+    # uvloop's clock only moves in whole milliseconds, too coarse for queue-wait histograms).
+    __slots__ = ("value", "request", "index", "enqueued_at", "enqueued_perf", "state")
 
-    def __init__(self, value: Any, request: _Request[Any], index: int, enqueued_at: float) -> None:
+    def __init__(
+        self, value: Any, request: _Request[Any], index: int, enqueued_at: float, enqueued_perf: float
+    ) -> None:
         self.value = value
         self.request = request
         self.index = index
         self.enqueued_at = enqueued_at
+        self.enqueued_perf = enqueued_perf
         self.state = _ItemState.QUEUED
 
 
@@ -203,8 +208,9 @@ class Batcher(Generic[T, R]):
             raise DeadlineExceededError("deadline passed before the request was enqueued")
 
         request: _Request[R] = _Request(loop.create_future(), count, deadline, context)
+        enqueued_perf = time.perf_counter()
         for index, value in enumerate(items):
-            item = _Item(value, request, index, now)
+            item = _Item(value, request, index, now, enqueued_perf)
             request.items.append(item)
             self._queue.append(item)
         self._queue_depth += count
@@ -319,11 +325,12 @@ class Batcher(Generic[T, R]):
         if not batch:  # cannot happen: head is live at `now`; never run an empty batch anyway
             return
 
+        started_perf = time.perf_counter()
         info = BatchInfo(
             batch_id=next(self._batch_ids),
             size=len(batch),
             padded_size=self._parameters.padded_size(len(batch)),
-            queue_waits=tuple(now - item.enqueued_at for item in batch),
+            queue_waits=tuple(started_perf - item.enqueued_perf for item in batch),
             contexts=tuple(item.request.context for item in batch),
         )
         self._running_batches += 1
