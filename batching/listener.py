@@ -44,5 +44,12 @@ class BatchListener:
     def on_batch_started(self, batch: BatchInfo) -> None:
         """A batch was formed and handed to a batch thread."""
 
+    def on_batch_timed_out(self, batch: BatchInfo, seconds: float) -> None:
+        """A batch ran past the execution timeout (``seconds``); its items were failed.
+
+        The call itself cannot be interrupted: it keeps its batch thread until it returns, and
+        ``on_batch_finished`` follows then.
+        """
+
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
         """A batch returned after ``seconds``; ``error`` is set when the whole batch failed."""

@@ -57,6 +57,10 @@ class ServingMetrics:
         self.batch_errors = Counter(
             "inference_batch_errors_total", "Batches whose model call raised", ["model"], registry=self.registry,
         )
+        self.batch_timeouts = Counter(
+            "inference_batch_timeouts_total", "Batches failed for running past --batch_execution_timeout_seconds",
+            ["model"], registry=self.registry,
+        )
 
     def listener_factory(self) -> Callable[[str, int], BatchListener]:
         return lambda model, version: _MetricsListener(self, model)
@@ -85,6 +89,9 @@ class _MetricsListener(BatchListener):
         for wait in batch.queue_waits:
             self._metrics.queue_wait.labels(model=self._model).observe(wait)
         _log.debug("batch %d started: size=%d padded=%d", batch.batch_id, batch.size, batch.padded_size)
+
+    def on_batch_timed_out(self, batch: BatchInfo, seconds: float) -> None:
+        self._metrics.batch_timeouts.labels(model=self._model).inc()
 
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
         self._metrics.compute.labels(model=self._model).observe(seconds)

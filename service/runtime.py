@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -126,5 +127,10 @@ class ModelRuntime:
             self.run_batch([blank] * size, size)
 
 
+_FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
+
+
 def _first_line(message: str) -> str:
-    return message.strip().splitlines()[0] if message.strip() else "undecodable input"
+    """TF's error text without its graph-function prefix: `{{function_node __inference_...}} jpeg::...`."""
+    text = _FUNCTION_NODE.sub("", message).strip()
+    return text.splitlines()[0] if text else "undecodable input"
