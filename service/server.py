@@ -17,6 +17,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from .dataplane import DataPlane
 from .grpc_api.model_service import ModelServicer
 from .grpc_api.prediction_service import PredictionServicer
+from .grpc_api.undecodable import RejectUndecodableRequests
 from .metrics import ServingMetrics
 from .model_manager import ModelManager
 from .runtime import configure_tensorflow
@@ -56,6 +57,7 @@ class ModelServer:
         self.health = HealthServicer()
         message_limit = settings.grpc_max_message_bytes
         self._grpc = grpc.aio.server(
+            interceptors=[RejectUndecodableRequests()],
             options=[
                 ("grpc.max_receive_message_length", message_limit),
                 ("grpc.max_send_message_length", message_limit),
