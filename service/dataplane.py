@@ -108,13 +108,13 @@ class DataPlane:
     ) -> Classification:
         """Already-preprocessed images `[N, H, W, 3]` straight to the batcher."""
         served = self._models.get(model_name, version)
-        self._check_count(len(pixels), input_name)
         expected = served.runtime.input_shape  # type: ignore[union-attr]
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
             raise InvalidInputError(
                 f"input '{input_name}' must have shape [N, {', '.join(map(str, expected))}], "
                 f"got {list(pixels.shape)}"
             )
+        self._check_count(len(pixels), input_name)
         with self._admitted():
             return await self._run(served, list(pixels), input_name, deadline)
 

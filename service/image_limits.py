@@ -10,6 +10,7 @@ authority on what is decodable and reports its own error.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 from PIL import Image, UnidentifiedImageError
@@ -33,7 +34,10 @@ def check_pixel_count(data: bytes, max_pixels: int) -> None:
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
     except Image.DecompressionBombError as error:  # Pillow's own guard (2 x MAX_IMAGE_PIXELS) fired first
-        raise ImageTooLargeError(None, max_pixels, str(error)) from None
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        raise ImageTooLargeError(
+            int(declared.group(1)) if declared else None, max_pixels, "over Pillow's own bomb limit"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError):
         return  # not a header Pillow can read: leave the verdict to the model's decoder
     if width * height > max_pixels:
