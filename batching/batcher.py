@@ -28,6 +28,9 @@ R = TypeVar("R")
 # asyncio may run a call_at() timer up to one clock tick early; treat such a wake-up as on time
 # instead of re-arming the timer for a deadline that is, for practical purposes, now.
 _CLOCK_TOLERANCE = time.get_clock_info("monotonic").resolution
+# A server framework may enforce the same deadline by cancelling the caller a moment before our own
+# timer fires (gRPC does); a cancellation this close to the deadline is counted as the deadline's.
+_DEADLINE_CANCEL_SLACK = 0.05
 
 
 class _ItemState(enum.Enum):
@@ -217,7 +220,8 @@ class Batcher(Generic[T, R]):
         try:
             return await request.future
         except asyncio.CancelledError:
-            self._drop_queued(request, "cancelled")
+            expired = deadline is not None and loop.time() >= deadline - _DEADLINE_CANCEL_SLACK
+            self._drop_queued(request, "deadline" if expired else "cancelled")
             raise
         finally:
             if deadline_timer is not None:
