@@ -8,6 +8,8 @@ channel 1 = 1 + s makes the batch busy-wait s seconds (the longest in the batch)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 SIZE = 32
@@ -47,3 +49,11 @@ def pixels(seed: int, *, fault: bool = False, stall_seconds: float = 0.0) -> np.
     if stall_seconds:
         image[0, 0, 1] = 1.0 + stall_seconds
     return image
+
+
+def export_fault_model(base: Path) -> Path:
+    from model_export import export_classifier
+
+    export_classifier(build_fault_classifier(), [f"class_{i}" for i in range(10)], base, version=1, top_k=5,
+                      preprocessing="unit")
+    return base

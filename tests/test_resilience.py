@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from fault_model import FAULT_MESSAGE, build_fault_classifier, pixels
+from fault_model import FAULT_MESSAGE, pixels
 from server_process import ServerProcess
 
 MODEL = "fault"
@@ -25,16 +25,6 @@ QUEUE_BATCHES = 16  # 64 queued images
 MAX_INFLIGHT = 40
 EXECUTION_TIMEOUT = 1.5
 STALL = 0.1  # seconds per batch under load: capacity = BATCH / STALL = 40 images/s
-
-
-@pytest.fixture(scope="module")
-def fault_model_base(tmp_path_factory) -> Path:
-    from model_export import export_classifier
-
-    base = tmp_path_factory.mktemp("fault") / MODEL
-    export_classifier(build_fault_classifier(), [f"class_{i}" for i in range(10)], base, version=1, top_k=5,
-                      preprocessing="unit")
-    return base
 
 
 @pytest.fixture(scope="module")
