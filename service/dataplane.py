@@ -81,17 +81,19 @@ class DataPlane:
     def models(self) -> ModelManager:
         return self._models
 
+    def model(self, model_name: str, version: int | None) -> ServedVersion:
+        """Resolve the model first, so an unknown model is NOT_FOUND before any input is judged."""
+        return self._models.get(model_name, version)
+
     async def classify_images(
         self,
-        model_name: str,
-        version: int | None,
+        served: ServedVersion,
         images: Sequence[bytes],
         *,
         input_name: str,
         deadline: float | None = None,
     ) -> Classification:
         """Decode each image in the decode pool, then batch them; errors name `input_name[index]`."""
-        served = self._models.get(model_name, version)
         self._check_count(len(images), input_name)
         with self._admitted():
             pixels = await self._decode_all(served, images, input_name)
@@ -99,15 +101,13 @@ class DataPlane:
 
     async def classify_pixels(
         self,
-        model_name: str,
-        version: int | None,
+        served: ServedVersion,
         pixels: np.ndarray,
         *,
         input_name: str,
         deadline: float | None = None,
     ) -> Classification:
         """Already-preprocessed images `[N, H, W, 3]` straight to the batcher."""
-        served = self._models.get(model_name, version)
         expected = served.runtime.input_shape  # type: ignore[union-attr]
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
             raise InvalidInputError(

@@ -76,24 +76,31 @@ class ServingMetrics:
 
 
 class _MetricsListener(BatchListener):
+    """Label children are resolved once: `labels()` per observation would cost more than the observation."""
+
     def __init__(self, metrics: ServingMetrics, model: str) -> None:
         self._metrics = metrics
         self._model = model
+        self._batch_size = metrics.batch_size.labels(model=model)
+        self._padded_batch_size = metrics.padded_batch_size.labels(model=model)
+        self._queue_wait = metrics.queue_wait.labels(model=model)
+        self._compute = metrics.compute.labels(model=model)
+        self._batch_errors = metrics.batch_errors.labels(model=model)
 
     def on_rejected(self, count: int, reason: str) -> None:
         self._metrics.rejected.labels(model=self._model, reason=reason).inc(count)
 
     def on_batch_started(self, batch: BatchInfo) -> None:
-        self._metrics.batch_size.labels(model=self._model).observe(batch.size)
-        self._metrics.padded_batch_size.labels(model=self._model).observe(batch.padded_size)
+        self._batch_size.observe(batch.size)
+        self._padded_batch_size.observe(batch.padded_size)
         for wait in batch.queue_waits:
-            self._metrics.queue_wait.labels(model=self._model).observe(wait)
+            self._queue_wait.observe(wait)
         _log.debug("batch %d started: size=%d padded=%d", batch.batch_id, batch.size, batch.padded_size)
 
     def on_batch_timed_out(self, batch: BatchInfo, seconds: float) -> None:
         self._metrics.batch_timeouts.labels(model=self._model).inc()
 
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
-        self._metrics.compute.labels(model=self._model).observe(seconds)
+        self._compute.observe(seconds)
         if error is not None:
-            self._metrics.batch_errors.labels(model=self._model).inc()
+            self._batch_errors.inc()
