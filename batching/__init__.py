@@ -14,6 +14,7 @@ from .batcher import Batcher
 from .errors import (
     BatcherClosedError,
     BatchingError,
+    BatchTimeoutError,
     DeadlineExceededError,
     ItemError,
     QueueFullError,
@@ -30,6 +31,7 @@ __all__ = [
     "BatchingError",
     "QueueFullError",
     "BatcherClosedError",
+    "BatchTimeoutError",
     "DeadlineExceededError",
     "ItemError",
 ]

@@ -49,6 +49,13 @@ class BatchListener:
     def on_batch_started(self, batch: BatchInfo) -> None:
         """A batch was formed and handed to a batch thread."""
 
+    def on_batch_timed_out(self, batch: BatchInfo, seconds: float) -> None:
+        """A batch ran past the execution timeout (``seconds``); its items were failed.
+
+        The call itself cannot be interrupted: it keeps its batch thread until it returns, and
+        ``on_batch_finished`` follows then.
+        """
+
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
         """A batch returned after ``seconds``; ``error`` is set when the whole batch failed."""
 
@@ -77,6 +84,9 @@ class ListenerGroup(BatchListener):
 
     def on_batch_started(self, batch: BatchInfo) -> None:
         self._each("on_batch_started", batch)
+
+    def on_batch_timed_out(self, batch: BatchInfo, seconds: float) -> None:
+        self._each("on_batch_timed_out", batch, seconds)
 
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
         self._each("on_batch_finished", batch, seconds, error)

@@ -101,6 +101,10 @@ class ServingMetrics:
             "inference_inflight_requests", "RPCs received and not yet answered", ["model"], registry=self.registry,
         )
         self._http_server: http.server.ThreadingHTTPServer | None = None
+        self.batch_timeouts = Counter(
+            "inference_batch_timeouts_total", "Batches failed for running past --batch_execution_timeout_seconds",
+            ["model"], registry=self.registry,
+        )
 
     def listener_factory(self) -> Callable[[str, int], BatchListener]:
         return lambda model, version: _MetricsListener(self, model)
@@ -112,6 +116,7 @@ class ServingMetrics:
         for reason in REJECTION_REASONS:
             self.rejected.labels(model=model, reason=reason)
         self.batch_errors.labels(model=model)
+        self.batch_timeouts.labels(model=model)
         self.inflight.labels(model=model)
 
     def watch_models(self, models: ModelManager) -> None:
@@ -212,6 +217,9 @@ class _MetricsListener(BatchListener):
         self._padded_batch_size.observe(batch.padded_size)
         for wait in batch.queue_waits:
             self._queue_wait.observe(wait)
+
+    def on_batch_timed_out(self, batch: BatchInfo, seconds: float) -> None:
+        self._metrics.batch_timeouts.labels(model=self._model).inc()
 
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
         self._compute.observe(seconds)

@@ -18,6 +18,7 @@ from ..errors import InvalidInputError
 from ..runtime import Prediction
 
 IMAGE_FEATURE = "image/encoded"
+_MAX_DIMENSION = 2**31 - 1
 
 
 def _shape(tensor: tensor_pb2.TensorProto) -> list[int]:
@@ -49,8 +50,17 @@ def float_array(tensor: tensor_pb2.TensorProto, input_name: str) -> np.ndarray:
     if tensor.dtype != types_pb2.DT_FLOAT:
         raise InvalidInputError(f"input '{input_name}' must be DT_FLOAT, got {_dtype_name(tensor.dtype)}")
     shape = _shape(tensor)
-    expected = math.prod(shape)
+    if tensor.tensor_shape.unknown_rank or any(size < 0 for size in shape):
+        raise InvalidInputError(f"input '{input_name}' needs a fully known shape, got {shape}")
+    if any(size > _MAX_DIMENSION for size in shape):  # numpy cannot even describe [2**62, 0, 2**62]
+        raise InvalidInputError(f"input '{input_name}' declares shape {shape}: a dimension exceeds {_MAX_DIMENSION}")
+    expected = math.prod(shape)  # Python ints: no overflow on hostile dimensions
     if tensor.tensor_content:
+        if len(tensor.tensor_content) % 4:
+            raise InvalidInputError(
+                f"input '{input_name}' tensor_content holds {len(tensor.tensor_content)} bytes, "
+                "not a whole number of float32 values"
+            )
         values = np.frombuffer(tensor.tensor_content, dtype="<f4")
     else:
         values = np.asarray(tensor.float_val, dtype=np.float32)
