@@ -14,11 +14,12 @@ from .batcher import Batcher
 from .errors import (
     BatcherClosedError,
     BatchingError,
+    BatchTimeoutError,
     DeadlineExceededError,
     ItemError,
     QueueFullError,
 )
-from .listener import BatchInfo, BatchListener
+from .listener import BatchInfo, BatchListener, ListenerGroup
 from .parameters import BatchingParameters
 
 __all__ = [
@@ -26,9 +27,11 @@ __all__ = [
     "BatchingParameters",
     "BatchListener",
     "BatchInfo",
+    "ListenerGroup",
     "BatchingError",
     "QueueFullError",
     "BatcherClosedError",
+    "BatchTimeoutError",
     "DeadlineExceededError",
     "ItemError",
 ]

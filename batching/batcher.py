@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-from .errors import BatcherClosedError, DeadlineExceededError, ItemError, QueueFullError
+from .errors import BatcherClosedError, BatchTimeoutError, DeadlineExceededError, ItemError, QueueFullError
 from .listener import BatchInfo, BatchListener
 from .parameters import BatchingParameters
 
@@ -28,6 +28,9 @@ R = TypeVar("R")
 # asyncio may run a call_at() timer up to one clock tick early; treat such a wake-up as on time
 # instead of re-arming the timer for a deadline that is, for practical purposes, now.
 _CLOCK_TOLERANCE = time.get_clock_info("monotonic").resolution
+# A server framework may enforce the same deadline by cancelling the caller a moment before our own
+# timer fires (gRPC does); a cancellation this close to the deadline is counted as the deadline's.
+_DEADLINE_CANCEL_SLACK = 0.05
 
 
 class _ItemState(enum.Enum):
@@ -40,25 +43,33 @@ class _ItemState(enum.Enum):
 class _Request(Generic[R]):
     """One submit() call: its caller waits on ``future`` for all items to settle."""
 
-    __slots__ = ("future", "items", "results", "unsettled", "failure", "deadline")
+    __slots__ = ("future", "items", "results", "unsettled", "failure", "deadline", "context")
 
-    def __init__(self, future: asyncio.Future[list[R]], size: int, deadline: float | None) -> None:
+    def __init__(
+        self, future: asyncio.Future[list[R]], size: int, deadline: float | None, context: object
+    ) -> None:
         self.future = future
         self.items: list[_Item] = []
         self.results: list[Any] = [None] * size
         self.unsettled = size  # items still queued or running
         self.failure: ItemError | None = None  # lowest failing index seen so far
         self.deadline = deadline
+        self.context = context  # opaque to the batcher; handed to the listener with each item
 
 
 class _Item:
-    __slots__ = ("value", "request", "index", "enqueued_at", "state")
+    # enqueued_at is loop time (schedules timeouts); enqueued_perf is perf_counter (measures waits:
+    # uvloop's clock only moves in whole milliseconds, too coarse for queue-wait histograms).
+    __slots__ = ("value", "request", "index", "enqueued_at", "enqueued_perf", "state")
 
-    def __init__(self, value: Any, request: _Request[Any], index: int, enqueued_at: float) -> None:
+    def __init__(
+        self, value: Any, request: _Request[Any], index: int, enqueued_at: float, enqueued_perf: float
+    ) -> None:
         self.value = value
         self.request = request
         self.index = index
         self.enqueued_at = enqueued_at
+        self.enqueued_perf = enqueued_perf
         self.state = _ItemState.QUEUED
 
 
@@ -89,6 +100,10 @@ class Batcher(Generic[T, R]):
       ``Exception`` instance that fails that item alone. If it raises, every item of that
       batch fails with the exception; if it returns the wrong number of entries, every item
       fails with a ``RuntimeError``. Other batches are unaffected either way.
+    - With ``execution_timeout`` (seconds), a batch whose ``run_batch`` has not returned by
+      then fails its items with ``BatchTimeoutError`` at once, so their callers are answered.
+      A thread cannot be interrupted, so the call keeps its batch thread (and counts in
+      ``running_batches``) until it returns; its late result is discarded.
     - A request succeeds with one result per item, in item order, or fails as a whole:
       ``ItemError(index, cause)`` for its lowest failing index (its items still queued are
       dropped, never computed), ``DeadlineExceededError`` when ``deadline`` passes first
@@ -106,9 +121,13 @@ class Batcher(Generic[T, R]):
         *,
         name: str = "default",
         listener: BatchListener | None = None,
+        execution_timeout: float | None = None,
     ) -> None:
         if not callable(run_batch):
             raise TypeError("run_batch must be callable")
+        if execution_timeout is not None and not execution_timeout > 0:
+            raise ValueError(f"execution_timeout must be > 0 seconds or None, got {execution_timeout}")
+        self._execution_timeout = execution_timeout
         if not isinstance(parameters, BatchingParameters):
             raise TypeError(f"parameters must be BatchingParameters, got {type(parameters).__name__}")
         self._run_batch = run_batch
@@ -168,10 +187,14 @@ class Batcher(Generic[T, R]):
         self._dispatcher = loop.create_task(self._dispatch_forever(), name=f"batcher-{self._name}")
         self._dispatcher.add_done_callback(self._on_dispatcher_exit)
 
-    async def submit(self, items: Sequence[T], *, deadline: float | None = None) -> list[R]:
+    async def submit(
+        self, items: Sequence[T], *, deadline: float | None = None, context: object = None
+    ) -> list[R]:
         """Run ``items`` through the model and return their results, in order.
 
-        ``deadline`` is an absolute ``loop.time()``. Raises ``QueueFullError`` (nothing
+        ``deadline`` is an absolute ``loop.time()``. ``context`` is opaque to the batcher: it
+        reaches the listener as ``BatchInfo.contexts`` for each of these items (e.g. a trace
+        context, so a batch can be linked to the requests it served). Raises ``QueueFullError`` (nothing
         enqueued), ``DeadlineExceededError``, ``ItemError`` or ``BatcherClosedError``; see the
         class docstring. A request larger than ``max_enqueued_items`` can never be accepted.
         """
@@ -195,9 +218,10 @@ class Batcher(Generic[T, R]):
             self._notify("on_rejected", count, "deadline")
             raise DeadlineExceededError("deadline passed before the request was enqueued")
 
-        request: _Request[R] = _Request(loop.create_future(), count, deadline)
+        request: _Request[R] = _Request(loop.create_future(), count, deadline, context)
+        enqueued_perf = time.perf_counter()
         for index, value in enumerate(items):
-            item = _Item(value, request, index, now)
+            item = _Item(value, request, index, now, enqueued_perf)
             request.items.append(item)
             self._queue.append(item)
         self._queue_depth += count
@@ -209,7 +233,8 @@ class Batcher(Generic[T, R]):
         try:
             return await request.future
         except asyncio.CancelledError:
-            self._drop_queued(request, "cancelled")
+            expired = deadline is not None and loop.time() >= deadline - _DEADLINE_CANCEL_SLACK
+            self._drop_queued(request, "deadline" if expired else "cancelled")
             raise
         finally:
             if deadline_timer is not None:
@@ -312,11 +337,13 @@ class Batcher(Generic[T, R]):
         if not batch:  # cannot happen: head is live at `now`; never run an empty batch anyway
             return
 
+        started_perf = time.perf_counter()
         info = BatchInfo(
             batch_id=next(self._batch_ids),
             size=len(batch),
             padded_size=self._parameters.padded_size(len(batch)),
-            queue_waits=tuple(now - item.enqueued_at for item in batch),
+            queue_waits=tuple(started_perf - item.enqueued_perf for item in batch),
+            contexts=tuple(item.request.context for item in batch),
         )
         self._running_batches += 1
         self._notify("on_batch_started", info)
@@ -327,12 +354,34 @@ class Batcher(Generic[T, R]):
         except Exception as exc:  # executor refused the work; fail the batch, keep dispatching
             future = loop.create_future()
             future.set_exception(exc)
-        future.add_done_callback(functools.partial(self._finish_batch, batch, info, started))
+        timer = None
+        if self._execution_timeout is not None:
+            timer = loop.call_later(self._execution_timeout, self._time_out_batch, batch, info)
+        future.add_done_callback(functools.partial(self._finish_batch, batch, info, started, timer))
+
+    def _time_out_batch(self, batch: list[_Item], info: BatchInfo) -> None:
+        """The model call is stuck: answer its callers now; its thread stays busy until it returns."""
+        logger.error(
+            "batcher %r: batch %d (%d items) still running after %g s: failing its items; "
+            "the model call keeps its batch thread until it returns",
+            self._name, info.batch_id, info.size, self._execution_timeout,
+        )
+        self._notify("on_batch_timed_out", info, self._execution_timeout)
+        error = BatchTimeoutError(f"the model call did not return within {self._execution_timeout:g} s")
+        for item in batch:
+            self._settle(item, error)
 
     def _finish_batch(
-        self, batch: list[_Item], info: BatchInfo, started: float, future: asyncio.Future[Any]
+        self,
+        batch: list[_Item],
+        info: BatchInfo,
+        started: float,
+        timer: asyncio.TimerHandle | None,
+        future: asyncio.Future[Any],
     ) -> None:
         """Resolve each item of a returned batch with its own outcome; runs on the loop."""
+        if timer is not None:
+            timer.cancel()
         seconds = time.perf_counter() - started
         self._running_batches -= 1
         self._wakeup.set()
@@ -368,6 +417,8 @@ class Batcher(Generic[T, R]):
     # -- request bookkeeping -------------------------------------------------------------
 
     def _settle(self, item: _Item, outcome: Any) -> None:
+        if item.state is _ItemState.DONE:  # already failed by the execution timeout
+            return
         item.state = _ItemState.DONE
         request = item.request
         if request.future.done():  # cancelled, expired or closed meanwhile: result unwanted

@@ -11,6 +11,7 @@ __all__ = [
     "QueueFullError",
     "BatcherClosedError",
     "DeadlineExceededError",
+    "BatchTimeoutError",
     "ItemError",
 ]
 
@@ -29,6 +30,10 @@ class BatcherClosedError(BatchingError):
 
 class DeadlineExceededError(BatchingError):
     """The request's deadline passed before all of its items were computed."""
+
+
+class BatchTimeoutError(BatchingError):
+    """The batch function ran longer than the batcher's execution timeout; its items failed."""
 
 
 class ItemError(BatchingError):

@@ -1,6 +1,6 @@
-"""Command line: export Inception-v3 as a TF Serving-style SavedModel version.
+"""Command line: export Inception-v3 (or the trivial benchmark model) as a TF Serving-style SavedModel version.
 
-    python -m model_export --output models/inception [--version 1] [--weights FILE.h5]
+    python -m model_export --output models/inception [--version 1] [--weights FILE.h5] [--precision bf16]
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from model_export.inception import (
     INCEPTION_V3_PREPROCESSING,
     STANDARD_WEIGHTS_FILENAME,
     WeightsFileError,
+    WeightsInfo,
     build_inception_v3_with_info,
     check_weights_file,
 )
 from model_export.labels import load_labels
+from model_export.precision import PRECISIONS, compute_precision, precision_warning
+from model_export.tiny import TINY_PREPROCESSING, build_tiny_classifier, tiny_labels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="labels: Keras class index (.json) or one label per line (default: bundled ImageNet names)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
+    parser.add_argument(
+        "--model",
+        choices=["inception_v3", "tiny"],
+        default="inception_v3",
+        help="inception_v3 (default), or tiny: a 2-layer net on 32x32 input for measuring serving overhead",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=sorted(PRECISIONS),
+        default="fp32",
+        help="compute precision: fp32 (default), bf16 (CPUs with AVX512-BF16/AMX), fp16 (GPUs); "
+        "weights stay float32 and outputs are float32",
+    )
     return parser
 
 
@@ -71,13 +87,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Cheap checks first, so bad input fails before the slow build.
         version_dir = check_version_dir_free(args.output, args.version, overwrite=args.overwrite)
         if args.weights is not None:
+            if args.model != "inception_v3":
+                raise ValueError("--weights applies to --model inception_v3 only")
             check_weights_file(args.weights)
-        labels = load_labels(args.labels)
-        if len(labels) != INCEPTION_V3_NUM_CLASSES:
-            raise ValueError(f"Inception-v3 has {INCEPTION_V3_NUM_CLASSES} classes but {len(labels)} labels were given")
-
-        progress("building Inception-v3" + (f" and loading weights from {args.weights}" if args.weights else ""))
-        model, weights_info = build_inception_v3_with_info(args.weights, args.seed, log=progress)
+        warning = precision_warning(args.precision)
+        if warning:
+            progress(f"warning: {warning}")
+        if args.model == "tiny":
+            labels = load_labels(args.labels) if args.labels else tiny_labels()
+            progress(f"building the tiny benchmark model ({args.precision})")
+            with compute_precision(args.precision):
+                model = build_tiny_classifier(args.seed, num_classes=len(labels))
+            weights_info = WeightsInfo(kind="random", seed=args.seed)
+            preprocessing, model_name = TINY_PREPROCESSING, "tiny_mlp"
+        else:
+            labels = load_labels(args.labels)
+            if len(labels) != INCEPTION_V3_NUM_CLASSES:
+                raise ValueError(
+                    f"Inception-v3 has {INCEPTION_V3_NUM_CLASSES} classes but {len(labels)} labels were given"
+                )
+            progress(
+                f"building Inception-v3 ({args.precision})"
+                + (f" and loading weights from {args.weights}" if args.weights else "")
+            )
+            with compute_precision(args.precision):
+                model, weights_info = build_inception_v3_with_info(args.weights, args.seed, log=progress)
+            preprocessing, model_name = INCEPTION_V3_PREPROCESSING, "inception_v3"
         progress(f"tracing signatures and writing {version_dir} (via a staging directory)")
         version_dir = export_classifier(
             model,
@@ -85,8 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.output,
             version=args.version,
             top_k=args.top_k,
-            preprocessing=INCEPTION_V3_PREPROCESSING,
-            metadata={"model": "inception_v3", **weights_info.as_metadata()},
+            preprocessing=preprocessing,
+            metadata={"model": model_name, **weights_info.as_metadata()},
             overwrite=args.overwrite,
         )
     except (VersionExistsError, WeightsFileError, ValueError, OSError) as error:

@@ -8,13 +8,15 @@ failures onto serving errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from opentelemetry import trace
 
-from batching import BatcherClosedError, DeadlineExceededError as BatchDeadlineExceeded
+from batching import BatcherClosedError, BatchTimeoutError, DeadlineExceededError as BatchDeadlineExceeded
 from batching import ItemError, QueueFullError
 
 from .errors import (
@@ -24,8 +26,10 @@ from .errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from .image_limits import ImageTooLargeError, check_pixel_count
 from .model_manager import ModelManager, ServedVersion
 from .runtime import ImageDecodeError, Prediction
+from .tracing import ATTR_IMAGES, ATTR_MODEL_NAME, ATTR_MODEL_VERSION, current_span_context
 
 
 @dataclass(frozen=True)
@@ -38,49 +42,88 @@ class Classification:
 
 
 class DataPlane:
-    def __init__(self, models: ModelManager, decode_executor: Executor, *, max_images_per_request: int) -> None:
+    """`max_inflight_requests` (0: unbounded) caps requests being decoded, queued or computed at once;
+    `max_image_pixels` (0: unbounded) refuses images whose header declares more pixels, before decoding."""
+
+    def __init__(
+        self,
+        models: ModelManager,
+        decode_executor: Executor,
+        *,
+        max_images_per_request: int,
+        max_inflight_requests: int = 0,
+        max_image_pixels: int = 0,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self._models = models
         self._decode_executor = decode_executor
         self._max_images = max_images_per_request
+        self._tracer = tracer or trace.NoOpTracer()
+        self._max_inflight = max_inflight_requests
+        self._max_pixels = max_image_pixels
+        self._inflight = 0
+
+    @property
+    def inflight_requests(self) -> int:
+        return self._inflight
+
+    @contextlib.contextmanager
+    def _admitted(self) -> Iterator[None]:
+        """Count the request in flight, or refuse it at once when the server already holds its limit."""
+        if self._max_inflight and self._inflight >= self._max_inflight:
+            raise ResourceExhaustedError(
+                f"server is at its limit of {self._max_inflight} requests in flight "
+                "(--max_inflight_requests): retry later"
+            )
+        self._inflight += 1
+        try:
+            yield
+        finally:
+            self._inflight -= 1
 
     @property
     def models(self) -> ModelManager:
         return self._models
 
+    def model(self, model_name: str, version: int | None) -> ServedVersion:
+        """Resolve the model first, so an unknown model is NOT_FOUND before any input is judged."""
+        return self._models.get(model_name, version)
+
     async def classify_images(
         self,
-        model_name: str,
-        version: int | None,
+        served: ServedVersion,
         images: Sequence[bytes],
         *,
         input_name: str,
         deadline: float | None = None,
     ) -> Classification:
         """Decode each image in the decode pool, then batch them; errors name `input_name[index]`."""
-        served = self._models.get(model_name, version)
         self._check_count(len(images), input_name)
-        pixels = await self._decode_all(served, images, input_name)
-        return await self._run(served, pixels, input_name, deadline)
+        _describe_request(served, len(images))
+        with self._admitted():
+            with self._tracer.start_as_current_span("decode", attributes={ATTR_IMAGES: len(images)}):
+                pixels = await self._decode_all(served, images, input_name)
+            return await self._run(served, pixels, input_name, deadline)
 
     async def classify_pixels(
         self,
-        model_name: str,
-        version: int | None,
+        served: ServedVersion,
         pixels: np.ndarray,
         *,
         input_name: str,
         deadline: float | None = None,
     ) -> Classification:
         """Already-preprocessed images `[N, H, W, 3]` straight to the batcher."""
-        served = self._models.get(model_name, version)
-        self._check_count(len(pixels), input_name)
+        _describe_request(served, len(pixels))
         expected = served.runtime.input_shape  # type: ignore[union-attr]
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
             raise InvalidInputError(
                 f"input '{input_name}' must have shape [N, {', '.join(map(str, expected))}], "
                 f"got {list(pixels.shape)}"
             )
-        return await self._run(served, list(pixels), input_name, deadline)
+        self._check_count(len(pixels), input_name)
+        with self._admitted():
+            return await self._run(served, list(pixels), input_name, deadline)
 
     def _check_count(self, count: int, input_name: str) -> None:
         if count == 0:
@@ -95,10 +138,15 @@ class DataPlane:
         loop = asyncio.get_running_loop()
         preprocess = served.runtime.preprocess  # type: ignore[union-attr]
         decoded = await asyncio.gather(
-            *(loop.run_in_executor(self._decode_executor, preprocess, image) for image in images),
+            *(
+                loop.run_in_executor(self._decode_executor, _checked_decode, preprocess, self._max_pixels, image)
+                for image in images
+            ),
             return_exceptions=True,
         )
         for index, outcome in enumerate(decoded):
+            if isinstance(outcome, ImageTooLargeError):
+                raise InvalidInputError(f"{input_name}[{index}] {outcome}")
             if isinstance(outcome, ImageDecodeError):
                 raise InvalidInputError(f"{input_name}[{index}] is not a decodable image: {outcome}")
             if isinstance(outcome, BaseException):
@@ -109,7 +157,9 @@ class DataPlane:
         self, served: ServedVersion, items: list[np.ndarray], input_name: str, deadline: float | None
     ) -> Classification:
         try:
-            predictions = await served.batcher.submit(items, deadline=deadline)  # type: ignore[union-attr]
+            predictions = await served.batcher.submit(  # type: ignore[union-attr]
+                items, deadline=deadline, context=current_span_context()
+            )
         except QueueFullError:
             raise ResourceExhaustedError(
                 f"model '{served.name}' queue is full ({served.batcher.queue_depth} images waiting): retry later"  # type: ignore[union-attr]
@@ -123,7 +173,25 @@ class DataPlane:
                 raise DeadlineExceededError(
                     f"deadline passed while {input_name}[{error.index}] waited for the model"
                 ) from None
+            if isinstance(error.cause, BatchTimeoutError):
+                raise UnavailableError(
+                    f"model '{served.name}' is stuck: {error.cause}; {input_name}[{error.index}] was not computed"
+                ) from None
             raise ModelExecutionError(
                 f"model '{served.name}' failed on {input_name}[{error.index}]: {error.cause}"
             ) from error
         return Classification(model_name=served.name, model_version=served.version, predictions=predictions)
+
+
+def _describe_request(served: ServedVersion, images: int) -> None:
+    """Name the model version and image count on the request's span (a no-op when not traced)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes({ATTR_MODEL_NAME: served.name, ATTR_MODEL_VERSION: served.version, ATTR_IMAGES: images})
+
+
+def _checked_decode(preprocess: Callable[[bytes], np.ndarray], max_pixels: int, image: bytes) -> np.ndarray:
+    """In the decode pool: refuse from the header first, so a decompression bomb is never decoded."""
+    if max_pixels:
+        check_pixel_count(image, max_pixels)
+    return preprocess(image)

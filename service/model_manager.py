@@ -63,9 +63,14 @@ def find_versions(base_path: Path) -> list[int]:
 
 class ModelManager:
     def __init__(
-        self, batching: BatchingParameters, listener_factory: Callable[[str, int], BatchListener] | None = None
+        self,
+        batching: BatchingParameters,
+        listener_factory: Callable[[str, int], BatchListener] | None = None,
+        *,
+        batch_execution_timeout: float | None = None,
     ) -> None:
         self._batching = batching
+        self._batch_execution_timeout = batch_execution_timeout
         self._listener_factory = listener_factory
         self._models: dict[str, _Model] = {}
 
@@ -86,7 +91,8 @@ class ModelManager:
             raise
         listener = self._listener_factory(name, served.version) if self._listener_factory else None
         served.batcher = Batcher(
-            served.runtime.run_batch, self._batching, name=f"{name}-v{served.version}", listener=listener
+            served.runtime.run_batch, self._batching, name=f"{name}-v{served.version}", listener=listener,
+            execution_timeout=self._batch_execution_timeout,
         )
         served.loaded_seconds = time.perf_counter() - started
         served.state = VersionState.AVAILABLE

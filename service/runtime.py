@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +30,10 @@ REQUIRED_SIGNATURES = (PREPROCESS_SIGNATURE, CLASSIFY_PIXELS_SIGNATURE)
 
 class ModelLoadError(Exception):
     """The version directory is not a SavedModel this server can serve."""
+
+
+class BatchExecutionError(RuntimeError):
+    """The model's graph failed while running a batch; the message is TF's first line, not its stack."""
 
 
 class ImageDecodeError(ValueError):
@@ -114,7 +119,12 @@ class ModelRuntime:
         batch = np.zeros((max(padded_size, count), *self.input_shape), dtype=np.float32)
         for row, image in enumerate(pixels):
             batch[row] = image
-        outputs = self._classify_pixels(pixels=tf.constant(batch))
+        try:
+            outputs = self._classify_pixels(pixels=tf.constant(batch))
+        except tf.errors.OpError as error:
+            summary = _op_error_summary(error.message)
+            _log.error("model %s failed on a batch of %d: %s", self.version_dir, count, summary)
+            raise BatchExecutionError(f"{type(error).__name__}: {summary}") from None
         classes = outputs["classes"].numpy()
         scores = outputs["scores"].numpy()
         return [Prediction(classes=tuple(classes[row]), scores=scores[row]) for row in range(count)]
@@ -126,5 +136,22 @@ class ModelRuntime:
             self.run_batch([blank] * size, size)
 
 
+_FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
+
+
 def _first_line(message: str) -> str:
-    return message.strip().splitlines()[0] if message.strip() else "undecodable input"
+    """TF's error text without its graph-function prefix: `{{function_node __inference_...}} jpeg::...`."""
+    text = _FUNCTION_NODE.sub("", message).strip()
+    return text.splitlines()[0] if text else "undecodable input"
+
+
+_GRAPH_ERROR_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[{{")
+
+
+def _op_error_summary(message: str) -> str:
+    """The line of a TF runtime error that says what went wrong, without node names and stack."""
+    for line in _FUNCTION_NODE.sub("", message).splitlines():
+        line = line.strip()
+        if line and not line.startswith(_GRAPH_ERROR_NOISE) and "defined at" not in line:
+            return line[:500]
+    return "the model's graph raised"

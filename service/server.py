@@ -14,13 +14,19 @@ from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from batching import ListenerGroup
+
 from .dataplane import DataPlane
+from .grpc_api.interceptors import ObservabilityInterceptor
 from .grpc_api.model_service import ModelServicer
 from .grpc_api.prediction_service import PredictionServicer
+from .grpc_api.undecodable import RejectUndecodableRequests
 from .metrics import ServingMetrics
 from .model_manager import ModelManager
 from .runtime import configure_tensorflow
 from .settings import ServerSettings
+from .tls import tls_material
+from .tracing import configure_tracing
 
 _log = logging.getLogger("service")
 
@@ -50,15 +56,40 @@ class ModelServer:
         self.settings = settings
         configure_tensorflow(settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism)
         self.metrics = ServingMetrics(settings.effective_batching.max_batch_size)
-        self.models = ModelManager(settings.effective_batching, listener_factory=self.metrics.listener_factory())
+        self.tracing = configure_tracing()
+        metrics_listener, tracing_listener = self.metrics.listener_factory(), self.tracing.listener_factory()
+        self.models = ModelManager(
+            settings.effective_batching,
+            listener_factory=lambda name, version: ListenerGroup(
+                metrics_listener(name, version), tracing_listener(name, version)
+            ),
+            batch_execution_timeout=settings.batch_execution_timeout_seconds or None,
+        )
+        self.metrics.watch_models(self.models)
         self._decode_executor = ThreadPoolExecutor(
             max_workers=settings.effective_decode_threads, thread_name_prefix="decode"
         )
         self.dataplane = DataPlane(
-            self.models, self._decode_executor, max_images_per_request=settings.max_images_per_request
+            self.models,
+            self._decode_executor,
+            max_images_per_request=settings.max_images_per_request,
+            max_inflight_requests=settings.max_inflight_requests,
+            max_image_pixels=settings.max_image_pixels,
+            tracer=self.tracing.tracer,
         )
         self.health = HealthServicer()
-        self._grpc = grpc.aio.server(options=grpc_server_options(settings))
+        self._grpc = grpc.aio.server(
+            # Outermost first: requests refused as undecodable are still counted, traced and logged.
+            interceptors=[
+                ObservabilityInterceptor(
+                    self.metrics, self.tracing.tracer,
+                    is_served=lambda name: name in self.models.model_names,
+                    access_log_enabled=settings.access_log,
+                ),
+                RejectUndecodableRequests(),
+            ],
+            options=grpc_server_options(settings),
+        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.dataplane), self._grpc
         )
@@ -75,31 +106,43 @@ class ModelServer:
         for service in _SERVED:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         settings = self.settings
-        self.grpc_port = self._grpc.add_insecure_port(f"{settings.host}:{settings.port}")
+        address = f"{settings.host}:{settings.port}"
+        tls = tls_material(settings)
+        if tls is None:
+            self.grpc_port = self._grpc.add_insecure_port(address)
+        else:
+            self.grpc_port = self._grpc.add_secure_port(address, tls.server_credentials())
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC port {settings.host}:{settings.port}")
         await self._grpc.start()
         if settings.rest_api_port:
             self.metrics_port = self.metrics.serve_http(settings.host, settings.rest_api_port)
+        _log.info("tracing: %s", self.tracing.description)
         served = await self.models.load_latest(settings.model_name, settings.model_base_path)
-        self.metrics.watch_queue(served.name, served.batcher)  # type: ignore[arg-type]
         for service in _SERVED:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         batching = settings.effective_batching
         _log.info(
             "ready: model=%s version=%d grpc=%s:%d metrics=%s:%d batching=%s max_batch_size=%d "
-            "batch_timeout_micros=%d num_batch_threads=%d",
+            "batch_timeout_micros=%d num_batch_threads=%d tls=%s",
             served.name, served.version, settings.host, self.grpc_port, settings.host, self.metrics_port,
             "on" if settings.enable_batching else "off", batching.max_batch_size,
             batching.batch_timeout_micros, batching.num_batch_threads,
+            "off" if tls is None else ("mutual" if tls.require_client_auth else "on"),
+            extra={"grpc_port": self.grpc_port, "metrics_port": self.metrics_port},
         )
 
     async def stop(self) -> None:
-        """Drain: NOT_SERVING at once, let in-flight RPCs finish within the grace, then release models."""
+        """Drain: NOT_SERVING at once; after `shutdown_delay_seconds` refuse new RPCs (UNAVAILABLE) while
+        in-flight and queued ones finish within `shutdown_grace_seconds`; then release the models."""
         await self.health.enter_graceful_shutdown()
+        if self.settings.shutdown_delay_seconds:
+            await asyncio.sleep(self.settings.shutdown_delay_seconds)
         await self._grpc.stop(self.settings.shutdown_grace_seconds)
         await self.models.close()
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
+        self.metrics.close()
+        await asyncio.to_thread(self.tracing.shutdown)  # export the last spans
 
 
 async def run_server(settings: ServerSettings) -> int:

@@ -40,10 +40,20 @@ class ServerSettings:
     # 0: unlimited. Behind an L4 load balancer a finite age makes clients reconnect, and so spread over new pods.
     grpc_max_connection_age_ms: int = 0
     grpc_max_connection_age_grace_ms: int = 0  # 0: gRPC's default (unlimited) for in-flight RPCs after GOAWAY
+    max_image_pixels: int = 25_000_000  # header-declared pixels per image; 0: no limit
+    max_inflight_requests: int = 1024  # inference requests decoding, queued or running; 0: no limit
+    batch_execution_timeout_seconds: float = 0.0  # a model call running longer fails its batch; 0: no limit
+    ssl_config_file: Path | None = None  # TF Serving's SSLConfig text proto (PEM contents inline)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None  # set: clients must present a certificate it signed (mTLS)
     tensorflow_intra_op_parallelism: int = 0  # 0: TensorFlow's default
     tensorflow_inter_op_parallelism: int = 0
     shutdown_grace_seconds: float = 10.0
+    shutdown_delay_seconds: float = 0.0  # NOT_SERVING but still accepting, so load balancers can react
     log_level: str = "INFO"
+    log_format: str = "json"  # or "text"
+    access_log: bool = False  # one log line per RPC (method, model, status, duration, trace ids)
 
     @property
     def effective_batching(self) -> BatchingParameters:
@@ -84,6 +94,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -104,7 +121,10 @@ def build_argument_parser() -> argparse.ArgumentParser:
     bool_flag = dict(type=_parse_bool, nargs="?", const=True, metavar="BOOL")
     parser.add_argument("--port", type=_non_negative_int, help="gRPC port (default 8500; 0 picks a free port)")
     parser.add_argument("--host", help="address to bind (default 0.0.0.0)")
-    parser.add_argument("--rest_api_port", type=_non_negative_int, help="HTTP port for metrics (default 8501; 0 disables)")
+    parser.add_argument(
+        "--rest_api_port", type=_non_negative_int,
+        help="HTTP port for Prometheus metrics at /metrics and /monitoring/prometheus/metrics (default 8501; 0 disables)",
+    )
     parser.add_argument("--model_name", help="name clients put in model_spec.name (default 'default')")
     parser.add_argument(
         "--model_base_path", help="directory holding numeric version subdirectories; the highest is served"
@@ -142,6 +162,25 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grpc_max_connection_age_grace_ms", type=_non_negative_int,
         help="time in-flight RPCs get on a connection closed for its age (default 0: unlimited)",
+        "--max_image_pixels", type=_non_negative_int,
+        help="refuse images whose header declares more pixels, before decoding (default 25000000; 0: no limit)",
+    )
+    parser.add_argument(
+        "--max_inflight_requests", type=_non_negative_int,
+        help="inference requests in progress at once; beyond it RESOURCE_EXHAUSTED at once (default 1024; 0: no limit)",
+    )
+    parser.add_argument(
+        "--batch_execution_timeout_seconds", type=_non_negative_float,
+        help="fail a batch whose model call runs longer, and report it (default 0: no limit)",
+    )
+    parser.add_argument(
+        "--ssl_config_file",
+        help="TF Serving SSLConfig text proto: server_key, server_cert, custom_ca (PEM text), client_verify",
+    )
+    parser.add_argument("--tls_cert_file", help="PEM server certificate chain: serve gRPC over TLS")
+    parser.add_argument("--tls_key_file", help="PEM private key of --tls_cert_file")
+    parser.add_argument(
+        "--tls_client_ca_file", help="PEM CA bundle: require client certificates signed by it (mutual TLS)"
     )
     parser.add_argument(
         "--tensorflow_intra_op_parallelism", type=_non_negative_int, help="threads inside one op (0: TF default)"
@@ -149,8 +188,21 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tensorflow_inter_op_parallelism", type=_non_negative_int, help="ops run in parallel (0: TF default)"
     )
-    parser.add_argument("--shutdown_grace_seconds", type=float, help="time in-flight requests get at shutdown")
+    parser.add_argument(
+        "--shutdown_grace_seconds", type=_non_negative_float,
+        help="drain timeout: time in-flight and queued requests get to finish at shutdown (default 10)",
+    )
+    parser.add_argument(
+        "--shutdown_delay_seconds", type=_non_negative_float,
+        help="at shutdown, report NOT_SERVING but keep accepting requests this long before refusing new "
+        "ones with UNAVAILABLE (default 0)",
+    )
     parser.add_argument("--log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    parser.add_argument(
+        "--log_format", choices=["json", "text"], type=str.lower,
+        help="json: one JSON object per line with trace ids (default); text: for humans",
+    )
+    parser.add_argument("--access_log", help="log one line per RPC (default false)", **bool_flag)
     return parser
 
 
@@ -201,4 +253,15 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
 
     if "model_base_path" in given:
         given["model_base_path"] = Path(str(given["model_base_path"])).expanduser().resolve()
+    for name in ("ssl_config_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        if given.get(name):
+            given[name] = Path(str(given[name])).expanduser()
+        else:
+            given.pop(name, None)
+    if bool(given.get("tls_cert_file")) != bool(given.get("tls_key_file")):
+        parser.error("--tls_cert_file and --tls_key_file go together")
+    if given.get("tls_client_ca_file") and not given.get("tls_cert_file"):
+        parser.error("--tls_client_ca_file needs --tls_cert_file and --tls_key_file")
+    if given.get("ssl_config_file") and given.get("tls_cert_file"):
+        parser.error("use either --ssl_config_file or --tls_cert_file/--tls_key_file, not both")
     return ServerSettings(batching=batching, **given)

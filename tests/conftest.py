@@ -44,6 +44,14 @@ def tiny_model_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def fault_model_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny classifier whose graph fails or stalls on marked inputs (tests/fault_model.py)."""
+    from fault_model import export_fault_model
+
+    return export_fault_model(tmp_path_factory.mktemp("fault") / "fault")
+
+
+@pytest.fixture(scope="session")
 def inception_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Inception-v3 with seeded weights, exported by the same command `make serve` runs."""
     base = tmp_path_factory.mktemp("inception") / "inception"

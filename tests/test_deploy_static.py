@@ -247,7 +247,8 @@ def test_ports_probes_and_drain_agree_with_the_server_flags(rendered, overlay):
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
-    assert pod["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + settings.shutdown_grace_seconds + 5
+    drain = settings.shutdown_delay_seconds + settings.shutdown_grace_seconds
+    assert pod["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + drain + 5
     assert settings.grpc_max_connection_age_ms > 0 and settings.grpc_max_connection_age_grace_ms > 0
     # Non-root as the image's user, read-only root filesystem with a writable /tmp.
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001

@@ -77,3 +77,24 @@ def test_bad_flags_exit_with_usage(capsys):
     with pytest.raises(SystemExit):
         load_settings(["--max_batch_size=8", "--allowed_batch_sizes=2,4"], environ={})
     assert "allowed_batch_sizes" in capsys.readouterr().err
+
+
+def test_logging_flags_default_to_json_without_access_log_and_read_the_environment():
+    defaults = load_settings([], environ={})
+    assert (defaults.log_format, defaults.access_log, defaults.log_level) == ("json", False, "INFO")
+    settings = load_settings(["--log_format=text", "--access_log"], environ={"BATCHSERVE_LOG_LEVEL": "debug"})
+    assert (settings.log_format, settings.access_log, settings.log_level) == ("text", True, "DEBUG")
+    assert load_settings([], environ={"BATCHSERVE_ACCESS_LOG": "true"}).access_log is True
+
+
+def test_hardening_flags_and_environment():
+    settings = load_settings(
+        ["--max_image_pixels=1000", "--max_inflight_requests=7", "--batch_execution_timeout_seconds=2.5",
+         "--shutdown_delay_seconds=1", "--tls_cert_file=/c.pem", "--tls_key_file=/k.pem"],
+        environ={"BATCHSERVE_TLS_CLIENT_CA_FILE": "/ca.pem"},
+    )
+    assert (settings.max_image_pixels, settings.max_inflight_requests) == (1000, 7)
+    assert settings.batch_execution_timeout_seconds == 2.5 and settings.shutdown_delay_seconds == 1.0
+    assert settings.tls_client_ca_file == Path("/ca.pem") and settings.ssl_config_file is None
+    defaults = load_settings([], environ={})
+    assert defaults.tls_cert_file is None and defaults.max_image_pixels == 25_000_000

@@ -5,18 +5,20 @@ Written against the protos directly (not tf.make_ndarray) so the request path ne
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import numpy as np
 from google.protobuf.message import DecodeError
 from tensorflow.core.example import example_pb2, feature_pb2
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2
 
 from ..errors import InvalidInputError
 from ..runtime import Prediction
 
 IMAGE_FEATURE = "image/encoded"
+_MAX_DIMENSION = 2**31 - 1
 
 
 def _shape(tensor: tensor_pb2.TensorProto) -> list[int]:
@@ -48,8 +50,17 @@ def float_array(tensor: tensor_pb2.TensorProto, input_name: str) -> np.ndarray:
     if tensor.dtype != types_pb2.DT_FLOAT:
         raise InvalidInputError(f"input '{input_name}' must be DT_FLOAT, got {_dtype_name(tensor.dtype)}")
     shape = _shape(tensor)
-    expected = int(np.prod(shape)) if shape else 1
+    if tensor.tensor_shape.unknown_rank or any(size < 0 for size in shape):
+        raise InvalidInputError(f"input '{input_name}' needs a fully known shape, got {shape}")
+    if any(size > _MAX_DIMENSION for size in shape):  # numpy cannot even describe [2**62, 0, 2**62]
+        raise InvalidInputError(f"input '{input_name}' declares shape {shape}: a dimension exceeds {_MAX_DIMENSION}")
+    expected = math.prod(shape)  # Python ints: no overflow on hostile dimensions
     if tensor.tensor_content:
+        if len(tensor.tensor_content) % 4:
+            raise InvalidInputError(
+                f"input '{input_name}' tensor_content holds {len(tensor.tensor_content)} bytes, "
+                "not a whole number of float32 values"
+            )
         values = np.frombuffer(tensor.tensor_content, dtype="<f4")
     else:
         values = np.asarray(tensor.float_val, dtype=np.float32)
@@ -113,23 +124,26 @@ def image_bytes_from_input(request_input: input_pb2.Input) -> list[bytes]:
     raise InvalidInputError("request.input is empty: set input.example_list.examples")
 
 
-def _tensor_shape(dims: Iterable[int]) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
-
-
-def classes_tensor(predictions: Sequence[Prediction]) -> tensor_pb2.TensorProto:
+def fill_classes(tensor: tensor_pb2.TensorProto, predictions: Sequence[Prediction]) -> None:
+    """Write classes [N, k] into `tensor` in place (filling the response's own field avoids a copy)."""
     k = len(predictions[0].classes) if predictions else 0
-    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=_tensor_shape((len(predictions), k)))
+    tensor.dtype = types_pb2.DT_STRING
+    tensor.tensor_shape.dim.add(size=len(predictions))
+    tensor.tensor_shape.dim.add(size=k)
     for prediction in predictions:
         tensor.string_val.extend(prediction.classes)
-    return tensor
 
 
-def scores_tensor(predictions: Sequence[Prediction]) -> tensor_pb2.TensorProto:
-    scores = np.stack([p.scores for p in predictions]).astype("<f4", copy=False)
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, tensor_shape=_tensor_shape(scores.shape), tensor_content=scores.tobytes()
-    )
+def fill_scores(tensor: tensor_pb2.TensorProto, predictions: Sequence[Prediction]) -> None:
+    """Write scores [N, k] into `tensor` in place, as packed little-endian float32 tensor_content."""
+    if len(predictions) == 1:
+        scores = predictions[0].scores.reshape(1, -1)
+    else:
+        scores = np.stack([p.scores for p in predictions])
+    tensor.dtype = types_pb2.DT_FLOAT
+    tensor.tensor_shape.dim.add(size=scores.shape[0])
+    tensor.tensor_shape.dim.add(size=scores.shape[1])
+    tensor.tensor_content = scores.astype("<f4", copy=False).tobytes()
 
 
 def classification_result(predictions: Sequence[Prediction]) -> classification_pb2.ClassificationResult:

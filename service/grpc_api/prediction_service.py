@@ -65,8 +65,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> predict_pb2.PredictResponse:
         spec = request.model_spec
-        version = requested_version(spec)
-        self._dataplane.models.get(spec.name, version)  # NOT_FOUND before input errors, like TF Serving
+        served = self._dataplane.model(spec.name, requested_version(spec))
         signature = spec.signature_name or DEFAULT_SIGNATURE
         input_key = INPUT_KEY_BY_SIGNATURE.get(signature)
         if input_key is None:
@@ -89,16 +88,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         deadline = deadline_of(context)
         if signature == PIXELS_SIGNATURE:
             pixels = converters.float_array(tensor, input_key)
-            result = await self._dataplane.classify_pixels(
-                spec.name, version, pixels, input_name=input_key, deadline=deadline
-            )
+            result = await self._dataplane.classify_pixels(served, pixels, input_name=input_key, deadline=deadline)
         else:
             values = converters.string_vector(tensor, input_key)
             if signature == SERIALIZED_EXAMPLES_SIGNATURE:
                 values = converters.image_bytes_from_serialized_examples(values, input_key)
-            result = await self._dataplane.classify_images(
-                spec.name, version, values, input_name=input_key, deadline=deadline
-            )
+            result = await self._dataplane.classify_images(served, values, input_name=input_key, deadline=deadline)
         return self._predict_response(result, signature, wanted_outputs)
 
     @staticmethod
@@ -107,9 +102,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             model_spec=response_spec(result.model_name, result.model_version, signature)
         )
         if "classes" in outputs:
-            response.outputs["classes"].CopyFrom(converters.classes_tensor(result.predictions))
+            converters.fill_classes(response.outputs["classes"], result.predictions)
         if "scores" in outputs:
-            response.outputs["scores"].CopyFrom(converters.scores_tensor(result.predictions))
+            converters.fill_scores(response.outputs["scores"], result.predictions)
         return response
 
     @maps_errors_to_status
@@ -117,8 +112,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: classification_pb2.ClassificationRequest, context: grpc.aio.ServicerContext
     ) -> classification_pb2.ClassificationResponse:
         spec = request.model_spec
-        version = requested_version(spec)
-        self._dataplane.models.get(spec.name, version)
+        served = self._dataplane.model(spec.name, requested_version(spec))
         signature = spec.signature_name or DEFAULT_SIGNATURE
         if signature != SERIALIZED_EXAMPLES_SIGNATURE:
             raise InvalidInputError(
@@ -127,7 +121,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             )
         images = converters.image_bytes_from_input(request.input)
         result = await self._dataplane.classify_images(
-            spec.name, version, images, input_name="input.examples", deadline=deadline_of(context)
+            served, images, input_name="input.examples", deadline=deadline_of(context)
         )
         return classification_pb2.ClassificationResponse(
             model_spec=response_spec(result.model_name, result.model_version, signature),
@@ -139,7 +133,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         spec = request.model_spec
-        served = self._dataplane.models.get(spec.name, requested_version(spec))
+        served = self._dataplane.model(spec.name, requested_version(spec))
         fields = list(request.metadata_field)
         if fields != ["signature_def"]:
             raise InvalidInputError(

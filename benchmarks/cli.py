@@ -1,0 +1,153 @@
+"""`python -m benchmarks`: load a running server, measure the in-process limit, or run the whole suite."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import uvloop
+
+from .corpus import jpeg_corpus
+from .load import LevelResult, Workload, closed_loop, open_loop
+from .report import plot_levels, print_levels, write_json
+from .server_stats import scrape
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=(
+            "Benchmarks for TF Serving-compatible gRPC servers. `load` drives any running server "
+            "(ours, tensorflow_model_server, ...); `inprocess` measures the exported model's own limit; "
+            "`suite` starts our server in each configuration and measures every performance goal in one run "
+            "(the README's table and plot); `floor-server` runs the bare grpc.aio baseline."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    load = commands.add_parser("load", help="closed-loop and/or open-loop load against a running server")
+    load.add_argument("--target", required=True, help="HOST:PORT of the gRPC server")
+    load.add_argument("--model", default="inception", help="model_spec.name (default inception)")
+    load.add_argument(
+        "--input", choices=["jpeg", "pixels"], default="jpeg",
+        help="jpeg: one encoded image per request (predict_images); pixels: float [1,H,W,3] (classify_pixels)",
+    )
+    load.add_argument("--pixels-size", type=int, default=32, help="H and W for --input pixels (default 32)")
+    load.add_argument("--concurrency", type=_int_list, default=[1, 4, 16, 32, 64], help="closed-loop levels, e.g. 1,4,16")
+    load.add_argument("--rate", type=float, default=None, help="also run open-loop load at this many requests/s")
+    load.add_argument("--duration", type=float, default=10.0, help="measured seconds per level (default 10)")
+    load.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level (default 3)")
+    load.add_argument("--metrics-url", default=None, help="the server's Prometheus URL, for mean batch size and RSS")
+    load.add_argument(
+        "--inprocess-model", type=Path, default=None,
+        help="a SavedModel version dir: measure its in-process limit first and print server ÷ limit",
+    )
+    load.add_argument("--out", type=Path, default=Path("benchmarks/results/load"), help="JSON and PNG go here")
+
+    inprocess = commands.add_parser("inprocess", help="the exported model's predict_images, in this process")
+    inprocess.add_argument("model_dir", type=Path, help="a SavedModel version directory, e.g. models/inception/1")
+    inprocess.add_argument("--batch-sizes", type=_int_list, default=[1, 8, 16, 32])
+    inprocess.add_argument("--seconds", type=float, default=6.0, help="seconds per batch size")
+
+    floor = commands.add_parser("floor-server", help="serve the bare grpc.aio + numpy baseline")
+    floor.add_argument("--host", default="127.0.0.1")
+    floor.add_argument("--port", type=int, default=8600)
+
+    suite = commands.add_parser("suite", help="every goal, in one run, on this machine (README figures)")
+    suite.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="JSON, PNG and log go here")
+    suite.add_argument("--models", type=Path, default=Path("models/bench"), help="exported models are cached here")
+    suite.add_argument("--duration", type=float, default=10.0, help="measured seconds per level")
+    suite.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level")
+    suite.add_argument("--concurrency", type=_int_list, default=[1, 4, 16, 32, 64])
+    suite.add_argument("--skip-bf16", action="store_true", help="skip the bfloat16 precision goal")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "load":
+        return uvloop.run(_run_load(args))
+    if args.command == "inprocess":
+        from .inprocess import measure_in_process
+
+        result = measure_in_process(args.model_dir, jpeg_corpus(64), args.batch_sizes, args.seconds)
+        for level in result.levels:
+            print(f"batch {level.batch_size:3d}: {level.images_per_s:7.2f} img/s  p50 {level.p50_batch_ms:8.2f} ms/batch")
+        print(f"in-process limit: {result.best.images_per_s:.2f} img/s at batch {result.best.batch_size}")
+        return 0
+    if args.command == "floor-server":
+        from .floor_server import serve_floor
+
+        uvloop.run(serve_floor(args.host, args.port))
+        return 0
+    if args.command == "suite":
+        from .suite import run_suite
+
+        return run_suite(args)
+    return 2
+
+
+async def _run_load(args: argparse.Namespace) -> int:
+    limit = None
+    report: dict[str, object] = {"target": args.target, "model": args.model, "input": args.input}
+    if args.inprocess_model:
+        from .inprocess import measure_in_process
+
+        in_process = await asyncio.to_thread(measure_in_process, args.inprocess_model, jpeg_corpus(64))
+        limit = in_process.best.images_per_s
+        report["in_process"] = in_process.summary()
+    workload = (
+        Workload.encoded_images(args.model, jpeg_corpus(64))
+        if args.input == "jpeg"
+        else Workload.pixels(args.model, args.pixels_size, args.pixels_size)
+    )
+    levels = await run_levels(args.target, workload, args.concurrency, args.rate, args.duration, args.warmup, args.metrics_url)
+    print_levels(f"{args.target} ({args.input})", levels, limit)
+    report["levels"] = [level.summary() for level in levels]
+    write_json(args.out / "load.json", report)
+    plot_levels(args.out / "load.png", {args.target: levels}, limit, f"{args.model} via {args.target}")
+    print(f"wrote {args.out / 'load.json'} and {args.out / 'load.png'}", file=sys.stderr)
+    failed = sum(sum(level.errors.values()) for level in levels)
+    return 0 if failed == 0 or args.rate else 1
+
+
+async def run_levels(
+    target: str,
+    workload: Workload,
+    concurrencies: Sequence[int],
+    rate: float | None,
+    duration: float,
+    warmup: float,
+    metrics_url: str | None,
+) -> list[LevelResult]:
+    """Each level in turn, with the server's own batch-size and memory record around it."""
+    from rich.progress import Progress
+
+    plans: list[tuple[str, float | int]] = [("closed", c) for c in concurrencies]
+    if rate:
+        plans.append(("open", rate))
+    levels = []
+    with Progress(transient=True) as progress:
+        for mode, value in plans:
+            task = progress.add_task(f"{mode} {'c=' if mode == 'closed' else ''}{value:g}", total=duration + warmup)
+
+            def tick(seconds: float, task=task) -> None:
+                progress.advance(task, seconds)
+
+            before = await asyncio.to_thread(scrape, metrics_url)
+            if mode == "closed":
+                level = await closed_loop(target, workload, int(value), duration, warmup, on_tick=tick)
+            else:
+                level = await open_loop(target, workload, float(value), duration, min(warmup, 1.0), on_tick=tick)
+            after = await asyncio.to_thread(scrape, metrics_url)
+            level.mean_batch_size = after.mean_batch_size_since(before)
+            level.server_rss_bytes = after.rss_bytes
+            levels.append(level)
+    return levels

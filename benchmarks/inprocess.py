@@ -1,0 +1,79 @@
+"""The in-process limit: the exported model's own `predict_images` signature (decode, resize, network) run
+directly in this process, no server, at several batch sizes. Every server figure is reported against it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass(frozen=True)
+class InProcessLevel:
+    batch_size: int
+    images_per_s: float
+    p50_batch_ms: float
+
+
+@dataclass(frozen=True)
+class InProcessResult:
+    levels: tuple[InProcessLevel, ...]
+
+    @property
+    def best(self) -> InProcessLevel:
+        return max(self.levels, key=lambda level: level.images_per_s)
+
+    def at(self, batch_size: int) -> InProcessLevel | None:
+        return next((level for level in self.levels if level.batch_size == batch_size), None)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "levels": [
+                {"batch_size": l.batch_size, "images_per_s": round(l.images_per_s, 2), "p50_batch_ms": round(l.p50_batch_ms, 2)}
+                for l in self.levels
+            ],
+            "best_batch_size": self.best.batch_size,
+            "best_images_per_s": round(self.best.images_per_s, 2),
+        }
+
+
+def measure_in_process(
+    version_dir: Path,
+    images: Sequence[bytes],
+    batch_sizes: Sequence[int] = (1, 8, 16, 32),
+    seconds_per_size: float = 6.0,
+    on_tick: Callable[[float], None] | None = None,
+) -> InProcessResult:
+    import tensorflow as tf
+
+    predict = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
+    levels = []
+    for batch_size in batch_sizes:
+        batches = itertools.cycle(
+            [tf.constant([images[(start + i) % len(images)] for i in range(batch_size)]) for start in range(0, len(images), batch_size)]
+        )
+        for _ in range(2):  # first calls set up kernels for this shape
+            predict(images=next(batches))["scores"].numpy()
+        durations = []
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds_per_size or len(durations) < 3:
+            call_started = time.perf_counter()
+            predict(images=next(batches))["scores"].numpy()
+            durations.append(time.perf_counter() - call_started)
+            if on_tick:
+                on_tick(durations[-1])
+        levels.append(
+            InProcessLevel(
+                batch_size=batch_size,
+                images_per_s=batch_size * len(durations) / sum(durations),
+                p50_batch_ms=float(np.median(durations) * 1000),
+            )
+        )
+    return InProcessResult(levels=tuple(levels))

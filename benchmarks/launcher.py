@@ -1,0 +1,89 @@
+"""Start a server process on loopback, wait for its ready line, stop it with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_GRPC_PORT = re.compile(r"ready: .*grpc=[^\s\"]+:(\d+)")
+_METRICS_PORT = re.compile(r"metrics=[^\s\"]+:(\d+)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LaunchedServer:
+    """A server subprocess; its log is kept so a failure can show it."""
+
+    def __init__(self, command: list[str], *, start_timeout: float = 300, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.log_lines: list[str] = []
+        self.grpc_port = 0
+        self.metrics_port: int | None = None
+        self._ready = threading.Event()
+        threading.Thread(target=self._read_log, daemon=True).start()
+        deadline = time.monotonic() + start_timeout
+        while not self._ready.wait(0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError("server did not become ready:\n" + "".join(self.log_lines[-40:]))
+
+    def _read_log(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log_lines.append(line)
+            match = _GRPC_PORT.search(line)
+            if match and not self._ready.is_set():
+                self.grpc_port = int(match.group(1))
+                metrics = _METRICS_PORT.search(line)
+                self.metrics_port = int(metrics.group(1)) if metrics and int(metrics.group(1)) else None
+                self._ready.set()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics" if self.metrics_port else None
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> "LaunchedServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def our_server(model_base_path: Path, model_name: str, *flags: str) -> LaunchedServer:
+    return LaunchedServer(
+        [sys.executable, "-m", "service", "--host=127.0.0.1", "--port=0", f"--rest_api_port={free_port()}",
+         f"--model_name={model_name}", f"--model_base_path={model_base_path}", *flags]
+    )
+
+
+def floor_server() -> LaunchedServer:
+    return LaunchedServer([sys.executable, "-m", "benchmarks", "floor-server", "--port=0"])

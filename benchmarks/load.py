@@ -1,0 +1,255 @@
+"""Load generation against any TF Serving-compatible gRPC address: closed loop and open loop.
+
+Requests are serialized once up front and sent as raw bytes, so the client spends its CPU on sending, not on
+protobuf encoding: on a 2-core machine the client shares the CPU with the server it measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import grpc
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2
+
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+_MESSAGE_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Pre-serialized Predict requests, cycled through in order."""
+
+    name: str
+    requests: tuple[bytes, ...]
+    images_per_request: int = 1
+
+    @classmethod
+    def encoded_images(cls, model: str, images: Sequence[bytes], signature: str = "predict_images") -> "Workload":
+        """One encoded image per request: the classic Inception client's request."""
+        serialized = []
+        for image in images:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model
+            request.model_spec.signature_name = signature
+            tensor = request.inputs["images"]
+            tensor.dtype = types_pb2.DT_STRING
+            tensor.tensor_shape.dim.add(size=1)
+            tensor.string_val.append(image)
+            serialized.append(request.SerializeToString())
+        return cls(name="jpeg", requests=tuple(serialized))
+
+    @classmethod
+    def pixels(cls, model: str, height: int, width: int, count: int = 16, seed: int = 0) -> "Workload":
+        """Already-preprocessed float pixels (`classify_pixels`): no decode, so only serving cost remains."""
+        rng = np.random.default_rng(seed)
+        serialized = []
+        for _ in range(count):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model
+            request.model_spec.signature_name = "classify_pixels"
+            pixels = rng.random((1, height, width, 3), dtype=np.float32)
+            request.inputs["pixels"].CopyFrom(
+                tensor_pb2.TensorProto(
+                    dtype=types_pb2.DT_FLOAT,
+                    tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in pixels.shape]
+                    ),
+                    tensor_content=pixels.tobytes(),
+                )
+            )
+            serialized.append(request.SerializeToString())
+        return cls(name="pixels", requests=tuple(serialized))
+
+
+@dataclass
+class LevelResult:
+    """What one load level measured; latencies in milliseconds."""
+
+    mode: str
+    concurrency: int | None
+    rate: float | None
+    duration_s: float
+    ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    ok_latencies_ms: list[float] = field(default_factory=list)
+    error_latencies_ms: list[float] = field(default_factory=list)
+    images_per_request: int = 1
+    mean_batch_size: float | None = None
+    server_rss_bytes: float | None = None
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.ok / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.requests_per_s * self.images_per_request
+
+    def percentile(self, q: float, errors: bool = False) -> float | None:
+        values = self.error_latencies_ms if errors else self.ok_latencies_ms
+        return float(np.percentile(values, q)) if values else None
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "mode": self.mode,
+            "concurrency": self.concurrency,
+            "rate": self.rate,
+            "duration_s": round(self.duration_s, 3),
+            "ok": self.ok,
+            "errors": dict(self.errors),
+            "requests_per_s": round(self.requests_per_s, 2),
+            "images_per_s": round(self.images_per_s, 2),
+            "p50_ms": _round(self.percentile(50)),
+            "p90_ms": _round(self.percentile(90)),
+            "p99_ms": _round(self.percentile(99)),
+            "error_p99_ms": _round(self.percentile(99, errors=True)),
+            "mean_batch_size": _round(self.mean_batch_size),
+            "server_rss_mb": _round(self.server_rss_bytes / 2**20 if self.server_rss_bytes else None),
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.recording = False
+        self.ok_latencies: list[float] = []
+        self.error_latencies: list[float] = []
+        self.errors: Counter[str] = Counter()
+
+    def record(self, started: float, code: grpc.StatusCode | None) -> None:
+        if not self.recording:
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        if code is None:
+            self.ok_latencies.append(elapsed_ms)
+        else:
+            self.error_latencies.append(elapsed_ms)
+            self.errors[code.name] += 1
+
+
+async def _send(call: grpc.aio.UnaryUnaryMultiCallable, request: bytes, timeout: float) -> grpc.StatusCode | None:
+    try:
+        await call(request, timeout=timeout)
+        return None
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+
+
+def _channel(target: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        target,
+        options=[("grpc.max_receive_message_length", _MESSAGE_LIMIT), ("grpc.max_send_message_length", _MESSAGE_LIMIT)],
+    )
+
+
+async def closed_loop(
+    target: str,
+    workload: Workload,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float = 2.0,
+    timeout_s: float = 60.0,
+    on_tick: Callable[[float], None] | None = None,
+) -> LevelResult:
+    """`concurrency` clients, each sending its next request as soon as the last one is answered."""
+    recorder = _Recorder()
+    requests = itertools.cycle(workload.requests)
+    async with _channel(target) as channel:
+        call = channel.unary_unary(PREDICT_METHOD)
+        stop_at = time.perf_counter() + warmup_s + duration_s
+
+        async def client() -> None:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                recorder.record(started, await _send(call, next(requests), timeout_s))
+
+        tasks = [asyncio.create_task(client()) for _ in range(concurrency)]
+        await _tick(warmup_s, on_tick)
+        recorder.recording = True
+        measured_from = time.perf_counter()
+        await _tick(duration_s, on_tick)
+        recorder.recording = False
+        measured = time.perf_counter() - measured_from
+        await asyncio.gather(*tasks)
+    return LevelResult(
+        mode="closed", concurrency=concurrency, rate=None, duration_s=measured, ok=len(recorder.ok_latencies),
+        errors=dict(recorder.errors), ok_latencies_ms=recorder.ok_latencies,
+        error_latencies_ms=recorder.error_latencies, images_per_request=workload.images_per_request,
+    )
+
+
+async def open_loop(
+    target: str,
+    workload: Workload,
+    rate: float,
+    duration_s: float,
+    warmup_s: float = 1.0,
+    timeout_s: float = 60.0,
+    max_outstanding: int = 20000,
+    on_tick: Callable[[float], None] | None = None,
+) -> LevelResult:
+    """Requests at a fixed rate whatever the answers: latency counts from the scheduled send time,
+    so a slow server cannot hide its queueing (no coordinated omission)."""
+    recorder = _Recorder()
+    requests = itertools.cycle(workload.requests)
+    interval = 1.0 / rate
+    outstanding: set[asyncio.Task[None]] = set()
+    dropped = 0
+    async with _channel(target) as channel:
+        call = channel.unary_unary(PREDICT_METHOD)
+
+        async def one(scheduled: float, request: bytes) -> None:
+            recorder.record(scheduled, await _send(call, request, timeout_s))
+
+        start = time.perf_counter()
+        measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
+        sent = 0
+        last_tick = start
+        while True:
+            scheduled = start + sent * interval
+            if scheduled >= stop_at:
+                break
+            now = time.perf_counter()
+            if scheduled > now:
+                await asyncio.sleep(scheduled - now)
+            recorder.recording = scheduled >= measure_from
+            if len(outstanding) >= max_outstanding:
+                dropped += 1
+            else:
+                task = asyncio.create_task(one(scheduled, next(requests)))
+                outstanding.add(task)
+                task.add_done_callback(outstanding.discard)
+            sent += 1
+            if on_tick and now - last_tick >= 0.25:
+                on_tick(now - last_tick)
+                last_tick = now
+        if outstanding:
+            await asyncio.gather(*outstanding)
+    result = LevelResult(
+        mode="open", concurrency=None, rate=rate, duration_s=duration_s, ok=len(recorder.ok_latencies),
+        errors=dict(recorder.errors), ok_latencies_ms=recorder.ok_latencies,
+        error_latencies_ms=recorder.error_latencies, images_per_request=workload.images_per_request,
+    )
+    if dropped:
+        result.errors["CLIENT_BACKLOG_FULL"] = dropped
+    return result
+
+
+async def _tick(seconds: float, on_tick: Callable[[float], None] | None) -> None:
+    """Sleep `seconds`, reporting progress every quarter second."""
+    end = time.perf_counter() + seconds
+    while (remaining := end - time.perf_counter()) > 0:
+        step = min(0.25, remaining)
+        await asyncio.sleep(step)
+        if on_tick:
+            on_tick(step)

@@ -1,0 +1,174 @@
+"""Every performance goal measured in one run on this machine, so each figure is a ratio of the same run.
+
+Starts our server in each configuration (batching on, off; trivial model; bf16) and the floor server, drives
+them with the load generator, and writes `suite.json`, `throughput_latency.png` and a goal table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uvloop
+
+from .cli import run_levels
+from .corpus import jpeg_corpus
+from .inprocess import measure_in_process
+from .launcher import floor_server, our_server
+from .load import LevelResult, Workload
+from .report import plot_levels, print_levels, write_json
+from .server_stats import scrape
+
+CPU_BATCHING_FLAGS = (
+    "--enable_batching=true", "--max_batch_size=32", "--allowed_batch_sizes=1,2,4,8,16,32",
+    "--num_batch_threads=1", "--batch_timeout_micros=1000",
+)
+OVERLOAD_QUEUE_FLAG = "--max_enqueued_batches=2"  # queue bound: 2 × 32 = 64 images
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_export(base: Path, *flags: str) -> Path:
+    """Export once into the cache; later runs reuse it."""
+    version_dir = base / "1"
+    if not (version_dir / "saved_model.pb").is_file():
+        _log(f"exporting {base} {' '.join(flags)}")
+        subprocess.run([sys.executable, "-m", "model_export", "--output", str(base), *flags], check=True)
+    return version_dir
+
+
+def _levels(target: str, workload: Workload, concurrencies, args, metrics_url, rate=None) -> list[LevelResult]:
+    return uvloop.run(run_levels(target, workload, concurrencies, rate, args.duration, args.warmup, metrics_url))
+
+
+def run_suite(args: argparse.Namespace) -> int:
+    corpus = jpeg_corpus(64)
+    inception = ensure_export(args.models / "inception", "--seed", "0")
+    tiny = ensure_export(args.models / "tiny", "--model", "tiny")
+    report: dict[str, Any] = {"corpus": f"{len(corpus)} JPEGs, mixed sizes", "duration_s": args.duration}
+
+    _log("in-process limit (predict_images: decode, resize, network)")
+    in_process = measure_in_process(inception, corpus, (1, 8, 16, 32), seconds_per_size=max(args.duration / 2, 1))
+    limit = in_process.best.images_per_s
+    report["in_process_fp32"] = in_process.summary()
+
+    jpeg_load = Workload.encoded_images("inception", corpus)
+    _log("our server, batching on")
+    with our_server(inception.parent, "inception", *CPU_BATCHING_FLAGS, OVERLOAD_QUEUE_FLAG) as server:
+        rss_after_warmup = scrape(server.metrics_url).rss_bytes
+        batching_on = _levels(server.target, jpeg_load, args.concurrency, args, server.metrics_url)
+        sustainable = max(level.requests_per_s for level in batching_on)
+        _log(f"overload: open loop at 10x the sustainable {sustainable:.1f} requests/s")
+        [overload] = _levels(server.target, jpeg_load, [], args, server.metrics_url, rate=10 * sustainable)
+        rss_after_run = scrape(server.metrics_url).rss_bytes
+    _log("our server, batching off")
+    with our_server(inception.parent, "inception", "--enable_batching=false") as server:
+        batching_off = _levels(server.target, jpeg_load, [1, 64], args, server.metrics_url)
+
+    pixel_load = Workload.pixels("tiny", 32, 32)
+    _log("trivial model: our server vs the floor server")
+    with our_server(tiny.parent, "tiny", "--enable_batching=true", "--max_batch_size=64", "--num_batch_threads=1") as server:
+        trivial_ours = _levels(server.target, pixel_load, [1, 64], args, server.metrics_url)
+    with floor_server() as server:
+        trivial_floor = _levels(server.target, pixel_load, [1, 64], args, None)
+
+    bf16: dict[str, Any] | None = None
+    if not args.skip_bf16:
+        bf16 = _bf16_goal(args, corpus, inception, limit)
+
+    print_levels("Inception-v3, batching on", batching_on, limit)
+    print_levels("Inception-v3, batching off", batching_off, limit)
+    print_levels("overload (open loop, 10x sustainable)", [overload], limit)
+    print_levels("trivial model: ours", trivial_ours)
+    print_levels("trivial model: floor server", trivial_floor)
+
+    def at(levels: list[LevelResult], concurrency: int) -> LevelResult:
+        return next(level for level in levels if level.concurrency == concurrency)
+
+    batch_time_s = in_process.at(32).p50_batch_ms / 1000 if in_process.at(32) else 0.0
+    queue_bound = 64
+    goals = {
+        "1_throughput_c32_over_inprocess": _goal(at(batching_on, 32).images_per_s / limit, ">=", 0.97),
+        "2_p50_c1_minus_inprocess_batch1_ms": _goal(
+            at(batching_on, 1).percentile(50) - in_process.at(1).p50_batch_ms, "<=", 2.0
+        ),
+        "3_batching_on_over_off_c64": _goal(at(batching_on, 64).images_per_s / at(batching_off, 64).images_per_s, ">=", 1.12),
+        "4a_trivial_c64_over_floor": _goal(at(trivial_ours, 64).requests_per_s / at(trivial_floor, 64).requests_per_s, ">=", 0.8),
+        "4b_trivial_c1_p50_ms": _goal(at(trivial_ours, 1).percentile(50), "<=", 1.0),
+        "5a_overload_accepted_p99_s": _goal(
+            (overload.percentile(99) or 0) / 1000, "<=", queue_bound / limit + batch_time_s
+        ),
+        "5b_overload_rejection_p99_ms": _goal(overload.percentile(99, errors=True) or 0.0, "<=", 10.0),
+    }
+    if bf16:
+        goals["7_bf16_server_over_fp32_inprocess"] = _goal(bf16["server_images_per_s"] / limit, ">=", 1.4)
+    report.update(
+        batching_on=[l.summary() for l in batching_on],
+        batching_off=[l.summary() for l in batching_off],
+        overload=overload.summary(),
+        trivial_ours=[l.summary() for l in trivial_ours],
+        trivial_floor=[l.summary() for l in trivial_floor],
+        bf16=bf16,
+        server_rss_mb={"after_warmup": _mb(rss_after_warmup), "after_run": _mb(rss_after_run)},
+        goals=goals,
+    )
+    write_json(args.out / "suite.json", report)
+    plot_levels(
+        args.out / "throughput_latency.png",
+        {"batching on": batching_on, "batching off": batching_off},
+        limit,
+        "Inception-v3 on this machine: gRPC Predict, JPEG inputs",
+    )
+    for name, goal in goals.items():
+        print(f"{name:40s} {goal['value']:10.3f} {goal['op']} {goal['target']:<8.3f} {'PASS' if goal['met'] else 'MISS'}")
+    _log(f"wrote {args.out / 'suite.json'} and {args.out / 'throughput_latency.png'}")
+    return 0
+
+
+def _bf16_goal(args: argparse.Namespace, corpus: list[bytes], fp32_dir: Path, fp32_limit: float) -> dict[str, Any]:
+    bf16_dir = ensure_export(args.models / "inception_bf16", "--seed", "0", "--precision", "bf16")
+    _log("bf16: in-process limit, accuracy against fp32, server at c=32")
+    in_process = measure_in_process(bf16_dir, corpus, (16, 32), seconds_per_size=max(args.duration / 2, 1))
+    agreement = _agreement(fp32_dir, bf16_dir, corpus)
+    with our_server(bf16_dir.parent, "inception", *CPU_BATCHING_FLAGS) as server:
+        [level] = _levels(server.target, Workload.encoded_images("inception", corpus), [32], args, server.metrics_url)
+    return {
+        "in_process": in_process.summary(),
+        "server_c32": level.summary(),
+        "server_images_per_s": level.images_per_s,
+        "fp32_in_process_limit": fp32_limit,
+        **agreement,
+    }
+
+
+def _agreement(fp32_dir: Path, bf16_dir: Path, corpus: list[bytes]) -> dict[str, float]:
+    """Top-1 / top-5 agreement of bf16 with fp32 on the corpus, and the largest score difference."""
+    import tensorflow as tf
+
+    outputs = []
+    for directory in (fp32_dir, bf16_dir):
+        predict = tf.saved_model.load(str(directory)).signatures["predict_images"]
+        result = predict(images=tf.constant(corpus))
+        outputs.append((result["classes"].numpy(), result["scores"].numpy()))
+    (classes32, scores32), (classes16, scores16) = outputs
+    top1 = float(np.mean(classes32[:, 0] == classes16[:, 0]))
+    top5 = float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(classes32, classes16)]))
+    return {"top1_agreement": top1, "top5_overlap": top5, "max_top1_score_difference": float(np.max(np.abs(scores32[:, 0] - scores16[:, 0])))}
+
+
+def _goal(value: float, op: str, target: float) -> dict[str, Any]:
+    met = value >= target if op == ">=" else value <= target
+    return {"value": round(float(value), 4), "op": op, "target": round(float(target), 4), "met": bool(met)}
+
+
+def _mb(value: float | None) -> float | None:
+    return None if value is None else round(value / 2**20, 1)

@@ -1,0 +1,63 @@
+"""One fuzz target for request decoding, shared by the property tests and scripts/fuzz_request_decoding.py.
+
+`decode_request(data)` does what the server does with the bytes of a Predict or Classify call before any
+model runs: parse the proto, validate and convert its tensors / tf.Examples, read image headers for the
+pixel limit. The only acceptable failures are the ones the server turns into a status: protobuf's
+DecodeError (INVALID_ARGUMENT via the interceptor) and InvalidInputError / ImageTooLargeError
+(INVALID_ARGUMENT). Anything else escaping is a crash: the client would get INTERNAL.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError
+from tensorflow_serving.apis import classification_pb2, predict_pb2
+
+from service.errors import InvalidInputError
+from service.grpc_api import converters
+from service.image_limits import ImageTooLargeError, check_pixel_count
+
+ACCEPTABLE = (DecodeError, InvalidInputError, ImageTooLargeError)
+MAX_PIXELS = 1_000_000
+
+
+def decode_predict(data: bytes) -> int:
+    request = predict_pb2.PredictRequest()
+    request.ParseFromString(data)
+    decoded = 0
+    for key, tensor in request.inputs.items():
+        if key == "pixels":
+            array = converters.float_array(tensor, key)
+            assert array.dtype.name == "float32"
+            assert list(array.shape) == [d.size for d in tensor.tensor_shape.dim]
+            decoded += array.size
+            continue
+        values = converters.string_vector(tensor, key)
+        assert len(values) == tensor.tensor_shape.dim[0].size
+        if key == "inputs":
+            values = converters.image_bytes_from_serialized_examples(values, key)
+        for value in values:
+            assert isinstance(value, bytes)
+            check_pixel_count(value, MAX_PIXELS)
+        decoded += len(values)
+    return decoded
+
+
+def decode_classify(data: bytes) -> int:
+    request = classification_pb2.ClassificationRequest()
+    request.ParseFromString(data)
+    images = converters.image_bytes_from_input(request.input)
+    for image in images:
+        check_pixel_count(image, MAX_PIXELS)
+    return len(images)
+
+
+def decode_request(data: bytes) -> str:
+    """'ok' or the name of the acceptable error; anything else propagates (a crash)."""
+    outcomes = []
+    for decode in (decode_predict, decode_classify):
+        try:
+            decode(data)
+            outcomes.append("ok")
+        except ACCEPTABLE as error:
+            outcomes.append(type(error).__name__)
+    return "/".join(outcomes)

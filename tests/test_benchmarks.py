@@ -1,0 +1,55 @@
+"""The benchmark CLI works end to end against a real server on a trivial model (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from benchmarks.inprocess import measure_in_process
+from benchmarks.corpus import jpeg_corpus
+from benchmarks.launcher import floor_server
+from server_process import REPO_ROOT
+
+
+def run_load(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", "load", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=180
+    )
+
+
+def test_load_against_our_server_writes_json_and_plot(tiny_server, tmp_path):
+    result = run_load(
+        "--target", tiny_server.address, "--model", "tiny", "--input", "pixels", "--concurrency", "1,4",
+        "--rate", "40", "--duration", "1", "--warmup", "0.3", "--metrics-url",
+        f"http://127.0.0.1:{tiny_server.metrics_port}/metrics", "--out", str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "load.json").read_text())
+    closed = [level for level in report["levels"] if level["mode"] == "closed"]
+    assert [level["concurrency"] for level in closed] == [1, 4]
+    for level in report["levels"]:
+        assert level["ok"] > 0 and level["errors"] == {}
+        assert level["p50_ms"] <= level["p99_ms"]
+        assert level["mean_batch_size"] >= 1 and level["server_rss_mb"] > 0
+    [open_level] = [level for level in report["levels"] if level["mode"] == "open"]
+    assert open_level["rate"] == 40
+    assert (tmp_path / "load.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_floor_server_answers_the_same_requests(tmp_path):
+    with floor_server() as server:
+        result = run_load(
+            "--target", server.target, "--model", "tiny", "--input", "pixels", "--concurrency", "2",
+            "--duration", "0.5", "--warmup", "0.2", "--out", str(tmp_path),
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [level] = json.loads((tmp_path / "load.json").read_text())["levels"]
+    assert level["ok"] > 0 and level["errors"] == {} and level["mean_batch_size"] is None
+
+
+def test_in_process_limit_reports_each_batch_size(tiny_model_base):
+    result = measure_in_process(tiny_model_base / "1", jpeg_corpus(4), batch_sizes=(1, 4), seconds_per_size=0.2)
+    assert [level.batch_size for level in result.levels] == [1, 4]
+    assert all(level.images_per_s > 0 for level in result.levels)
+    assert result.best in result.levels

@@ -1,0 +1,219 @@
+"""Faults, deadlines and overload against the real server running a model whose graph fails or stalls on
+request (tests/fault_model.py). Figures are printed (run with -s to see them); timing bounds are loose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from fault_model import FAULT_MESSAGE, pixels
+from server_process import ServerProcess
+
+MODEL = "fault"
+BATCH = 4
+QUEUE_BATCHES = 16  # 64 queued images
+MAX_INFLIGHT = 40
+EXECUTION_TIMEOUT = 1.5
+STALL = 0.1  # seconds per batch under load: capacity = BATCH / STALL = 40 images/s
+
+
+@pytest.fixture(scope="module")
+def server(fault_model_base):
+    with ServerProcess(
+        fault_model_base, "--enable_batching=true", f"--max_batch_size={BATCH}",
+        f"--max_enqueued_batches={QUEUE_BATCHES}", f"--max_inflight_requests={MAX_INFLIGHT}",
+        f"--batch_execution_timeout_seconds={EXECUTION_TIMEOUT}", "--num_batch_threads=1", model_name=MODEL,
+    ) as running:
+        yield running
+
+
+def pixels_request(image: np.ndarray) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = "classify_pixels"
+    batch = image[None].astype("<f4")
+    request.inputs["pixels"].CopyFrom(tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[{"size": d} for d in batch.shape]),
+        tensor_content=batch.tobytes(),
+    ))
+    return request
+
+
+def scores_of(response: predict_pb2.PredictResponse) -> np.ndarray:
+    return np.frombuffer(response.outputs["scores"].tensor_content, "<f4")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def assert_serving(server: ServerProcess) -> None:
+    with server.channel() as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        assert scores_of(stub.Predict(pixels_request(pixels(0)), timeout=10)).shape == (5,)
+
+
+def test_model_fault_fails_its_batch_with_internal_and_next_batches_succeed(server):
+    with server.channel() as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for attempt in range(3):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Predict(pixels_request(pixels(attempt, fault=True)), timeout=10)
+            assert caught.value.code() == grpc.StatusCode.INTERNAL
+            assert FAULT_MESSAGE in caught.value.details() and "pixels[0]" in caught.value.details()
+            assert "function_node" not in caught.value.details()  # no graph internals leak to the client
+            for seed in range(4):
+                assert scores_of(stub.Predict(pixels_request(pixels(seed)), timeout=10)).shape == (5,)
+    assert_serving(server)
+
+
+async def test_hung_model_call_fails_its_requests_and_is_reported(server):
+    timeouts_before = server.metric_value("inference_batch_timeouts_total")
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        started = time.monotonic()
+        hung = asyncio.ensure_future(stub.Predict(pixels_request(pixels(1, stall_seconds=3 * EXECUTION_TIMEOUT)),
+                                                  timeout=30))
+        await asyncio.sleep(0.3)
+        queued_behind = asyncio.ensure_future(stub.Predict(pixels_request(pixels(2)), timeout=30))
+        with pytest.raises(grpc.RpcError) as caught:
+            await hung
+        failed_after = time.monotonic() - started
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
+        assert "did not return within" in caught.value.details()
+        assert failed_after < 3 * EXECUTION_TIMEOUT  # answered at the timeout, not when the call returned
+        assert scores_of(await queued_behind).shape == (5,)  # runs once the stuck call gives its thread back
+    print(f"\nhung batch: client answered UNAVAILABLE after {failed_after:.2f} s (limit {EXECUTION_TIMEOUT} s)")
+    assert server.metric_value("inference_batch_timeouts_total") == timeouts_before + 1
+    assert any("still running after" in line for line in server.log_lines)
+    assert_serving(server)
+
+
+def deltas(server: ServerProcess, before: dict[str, float]) -> dict[str, float]:
+    now = counters(server)
+    return {name: now[name] - before[name] for name in now}
+
+
+def counters(server: ServerProcess) -> dict[str, float]:
+    text = server.metrics_text()
+
+    def value(name: str, labels: str = "") -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and labels in line and not line.startswith("#"))
+
+    return {
+        "computed": value("inference_batch_size_sum"),
+        "batches": value("inference_batch_size_count"),
+        **{reason: value("inference_rejected_total", f'reason="{reason}"')
+           for reason in ("deadline", "cancelled", "queue_full", "closed")},
+    }
+
+
+async def test_short_deadline_flood_never_computes_an_expired_item(server):
+    """60 one-image requests at once with a 0.6 s deadline against a model that runs 4 images per 0.1 s."""
+    count, deadline = 60, 0.6
+    before = counters(server)
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+        async def one(seed: int) -> str:
+            try:
+                await stub.Predict(pixels_request(pixels(seed, stall_seconds=STALL)), timeout=deadline)
+                return "OK"
+            except grpc.RpcError as error:
+                return error.code().name + (" inflight" if "max_inflight" in (error.details() or "") else "")
+
+        outcomes = await asyncio.gather(*(one(seed) for seed in range(count)))
+    await asyncio.sleep(2 * STALL)  # let the batch that was running finish and be counted
+    seen = {outcome: outcomes.count(outcome) for outcome in set(outcomes)}
+    change = deltas(server, before)
+    print(f"\ndeadline flood: client {seen}; server {change}")
+    assert set(seen) <= {"OK", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED inflight", "RESOURCE_EXHAUSTED"}
+    reached_batcher = count - seen.get("RESOURCE_EXHAUSTED inflight", 0)
+    dropped = change["deadline"] + change["cancelled"]
+    # Every item that reached the batcher was either computed or dropped, never both: an expired item
+    # computed anyway would be counted twice and break the equality.
+    assert change["computed"] + dropped + change["queue_full"] == reached_batcher
+    assert change["deadline"] > 0 and change["computed"] < reached_batcher
+    assert change["computed"] >= seen.get("OK", 0)
+    assert_serving(server)
+
+
+async def test_ten_times_sustainable_load_is_refused_fast_and_loses_nothing(server):
+    """Offer ~10x capacity for 3 s: accepted requests are answered right, the rest refused fast."""
+    capacity = BATCH / STALL  # images per second when every batch is full
+    rate, seconds = 10 * capacity, 3.0
+    references = {}
+    with server.channel() as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for seed in range(8):
+            references[seed] = scores_of(stub.Predict(pixels_request(pixels(seed, stall_seconds=STALL)), timeout=10))
+    rss_start = rss_bytes(server.process.pid)
+    rss_peak = rss_start
+    before = counters(server)
+    results: list[tuple[str, float]] = []
+
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        requests = {seed: pixels_request(pixels(seed, stall_seconds=STALL)) for seed in references}
+
+        async def one(number: int) -> None:
+            seed = number % len(references)
+            started = time.monotonic()
+            try:
+                response = await stub.Predict(requests[seed], timeout=20)
+                outcome = "OK" if np.allclose(scores_of(response), references[seed], atol=1e-6) else "WRONG"
+            except grpc.RpcError as error:
+                outcome = error.code().name
+            results.append((outcome, time.monotonic() - started))
+
+        tasks = []
+        load_started = time.monotonic()
+        for number in range(int(rate * seconds)):
+            delay = load_started + number / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(number)))
+            if number % 50 == 0:
+                rss_peak = max(rss_peak, rss_bytes(server.process.pid))
+        offered_for = time.monotonic() - load_started
+        await asyncio.gather(*tasks)
+        load_over = time.monotonic()
+        change = deltas(server, before)
+        recovery = await stub.Predict(pixels_request(pixels(0)), timeout=10)
+        recovered_in = time.monotonic() - load_over
+    rss_end = rss_bytes(server.process.pid)
+
+    by_outcome: dict[str, list[float]] = {}
+    for outcome, latency in results:
+        by_outcome.setdefault(outcome, []).append(latency)
+    summary = {k: (len(v), round(statistics.median(v), 4), round(max(v), 3)) for k, v in by_outcome.items()}
+    print(f"\noverload: offered {len(results)} requests at {len(results) / offered_for:.0f}/s for {offered_for:.1f} s "
+          f"(capacity ~{capacity:.0f}/s); outcome: (count, median s, max s) {summary}; server {change}; "
+          f"RSS start {rss_start / 2**20:.0f} MiB peak {rss_peak / 2**20:.0f} MiB end {rss_end / 2**20:.0f} MiB; "
+          f"first request after the load answered in {recovered_in * 1000:.0f} ms")
+
+    assert set(by_outcome) <= {"OK", "RESOURCE_EXHAUSTED"}, summary  # nothing lost, wrong, or timed out
+    accepted, refused = by_outcome.get("OK", []), by_outcome.get("RESOURCE_EXHAUSTED", [])
+    assert len(refused) > len(accepted) > 0
+    assert change["computed"] == len(accepted)  # every accepted request computed once; refused ones never
+    assert statistics.median(refused) < statistics.median(accepted) / 5  # refusals don't wait in line
+    assert rss_peak - rss_start < 300 * 2**20
+    assert scores_of(recovery).shape == (5,)
+    assert_serving(server)
