@@ -162,6 +162,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grpc_max_connection_age_grace_ms", type=_non_negative_int,
         help="time in-flight RPCs get on a connection closed for its age (default 0: unlimited)",
+    )
+    parser.add_argument(
         "--max_image_pixels", type=_non_negative_int,
         help="refuse images whose header declares more pixels, before decoding (default 25000000; 0: no limit)",
     )
