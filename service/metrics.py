@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import generate_latest
 
 from batching import Batcher, BatchInfo, BatchListener
 
@@ -65,10 +66,9 @@ class ServingMetrics:
         """Read the depth at scrape time, so the gauge is exact, not a sample."""
         self.queue_depth.labels(model=model).set_function(lambda: batcher.queue_depth)
 
-    def serve_http(self, host: str, port: int) -> int:
-        """Expose /metrics (any path) in a background thread; returns the bound port."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(server.server_port)
+    def exposition(self) -> tuple[bytes, str]:
+        """The registry in Prometheus' text format and its content type, for the REST server's /metrics."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 class _MetricsListener(BatchListener):

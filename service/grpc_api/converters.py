@@ -16,8 +16,7 @@ from tensorflow_serving.apis import classification_pb2, input_pb2
 
 from ..errors import InvalidInputError
 from ..runtime import Prediction
-
-IMAGE_FEATURE = "image/encoded"
+from ..signatures import IMAGE_FEATURE
 
 
 def _shape(tensor: tensor_pb2.TensorProto) -> list[int]:
