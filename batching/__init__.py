@@ -18,7 +18,7 @@ from .errors import (
     ItemError,
     QueueFullError,
 )
-from .listener import BatchInfo, BatchListener
+from .listener import BatchInfo, BatchListener, ListenerGroup
 from .parameters import BatchingParameters
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "BatchingParameters",
     "BatchListener",
     "BatchInfo",
+    "ListenerGroup",
     "BatchingError",
     "QueueFullError",
     "BatcherClosedError",

@@ -40,25 +40,33 @@ class _ItemState(enum.Enum):
 class _Request(Generic[R]):
     """One submit() call: its caller waits on ``future`` for all items to settle."""
 
-    __slots__ = ("future", "items", "results", "unsettled", "failure", "deadline")
+    __slots__ = ("future", "items", "results", "unsettled", "failure", "deadline", "context")
 
-    def __init__(self, future: asyncio.Future[list[R]], size: int, deadline: float | None) -> None:
+    def __init__(
+        self, future: asyncio.Future[list[R]], size: int, deadline: float | None, context: object
+    ) -> None:
         self.future = future
         self.items: list[_Item] = []
         self.results: list[Any] = [None] * size
         self.unsettled = size  # items still queued or running
         self.failure: ItemError | None = None  # lowest failing index seen so far
         self.deadline = deadline
+        self.context = context  # opaque to the batcher; handed to the listener with each item
 
 
 class _Item:
-    __slots__ = ("value", "request", "index", "enqueued_at", "state")
+    # enqueued_at is loop time (schedules timeouts); enqueued_perf is perf_counter (measures waits:
+    # uvloop's clock only moves in whole milliseconds, too coarse for queue-wait histograms).
+    __slots__ = ("value", "request", "index", "enqueued_at", "enqueued_perf", "state")
 
-    def __init__(self, value: Any, request: _Request[Any], index: int, enqueued_at: float) -> None:
+    def __init__(
+        self, value: Any, request: _Request[Any], index: int, enqueued_at: float, enqueued_perf: float
+    ) -> None:
         self.value = value
         self.request = request
         self.index = index
         self.enqueued_at = enqueued_at
+        self.enqueued_perf = enqueued_perf
         self.state = _ItemState.QUEUED
 
 
@@ -168,10 +176,14 @@ class Batcher(Generic[T, R]):
         self._dispatcher = loop.create_task(self._dispatch_forever(), name=f"batcher-{self._name}")
         self._dispatcher.add_done_callback(self._on_dispatcher_exit)
 
-    async def submit(self, items: Sequence[T], *, deadline: float | None = None) -> list[R]:
+    async def submit(
+        self, items: Sequence[T], *, deadline: float | None = None, context: object = None
+    ) -> list[R]:
         """Run ``items`` through the model and return their results, in order.
 
-        ``deadline`` is an absolute ``loop.time()``. Raises ``QueueFullError`` (nothing
+        ``deadline`` is an absolute ``loop.time()``. ``context`` is opaque to the batcher: it
+        reaches the listener as ``BatchInfo.contexts`` for each of these items (e.g. a trace
+        context, so a batch can be linked to the requests it served). Raises ``QueueFullError`` (nothing
         enqueued), ``DeadlineExceededError``, ``ItemError`` or ``BatcherClosedError``; see the
         class docstring. A request larger than ``max_enqueued_items`` can never be accepted.
         """
@@ -195,9 +207,10 @@ class Batcher(Generic[T, R]):
             self._notify("on_rejected", count, "deadline")
             raise DeadlineExceededError("deadline passed before the request was enqueued")
 
-        request: _Request[R] = _Request(loop.create_future(), count, deadline)
+        request: _Request[R] = _Request(loop.create_future(), count, deadline, context)
+        enqueued_perf = time.perf_counter()
         for index, value in enumerate(items):
-            item = _Item(value, request, index, now)
+            item = _Item(value, request, index, now, enqueued_perf)
             request.items.append(item)
             self._queue.append(item)
         self._queue_depth += count
@@ -312,11 +325,13 @@ class Batcher(Generic[T, R]):
         if not batch:  # cannot happen: head is live at `now`; never run an empty batch anyway
             return
 
+        started_perf = time.perf_counter()
         info = BatchInfo(
             batch_id=next(self._batch_ids),
             size=len(batch),
             padded_size=self._parameters.padded_size(len(batch)),
-            queue_waits=tuple(now - item.enqueued_at for item in batch),
+            queue_waits=tuple(started_perf - item.enqueued_perf for item in batch),
+            contexts=tuple(item.request.context for item in batch),
         )
         self._running_batches += 1
         self._notify("on_batch_started", info)

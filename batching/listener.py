@@ -8,9 +8,12 @@ and otherwise ignored: observing batching must never break it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-__all__ = ["BatchInfo", "BatchListener"]
+__all__ = ["BatchInfo", "BatchListener", "ListenerGroup"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class BatchInfo:
     """Size the model was asked to pad to (see ``BatchingParameters.padded_size``)."""
     queue_waits: tuple[float, ...]
     """Seconds each item waited in the queue, in batch order."""
+    contexts: tuple[object, ...] = ()
+    """The ``context`` its request was submitted with, for each item in batch order (None if none)."""
 
 
 class BatchListener:
@@ -46,3 +51,32 @@ class BatchListener:
 
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
         """A batch returned after ``seconds``; ``error`` is set when the whole batch failed."""
+
+
+class ListenerGroup(BatchListener):
+    """Several listeners behind one (e.g. metrics and tracing); each hook reaches every member.
+
+    A member that raises is logged and skipped, so one broken observer never silences another.
+    """
+
+    def __init__(self, *listeners: BatchListener) -> None:
+        self.listeners = listeners
+
+    def _each(self, hook: str, *args: object) -> None:
+        for listener in self.listeners:
+            try:
+                getattr(listener, hook)(*args)
+            except Exception:
+                _log.exception("listener %s.%s failed", type(listener).__name__, hook)
+
+    def on_enqueued(self, count: int, queue_depth: int) -> None:
+        self._each("on_enqueued", count, queue_depth)
+
+    def on_rejected(self, count: int, reason: str) -> None:
+        self._each("on_rejected", count, reason)
+
+    def on_batch_started(self, batch: BatchInfo) -> None:
+        self._each("on_batch_started", batch)
+
+    def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
+        self._each("on_batch_finished", batch, seconds, error)

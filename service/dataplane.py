@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from opentelemetry import trace
 
 from batching import BatcherClosedError, DeadlineExceededError as BatchDeadlineExceeded
 from batching import ItemError, QueueFullError
@@ -27,6 +28,7 @@ from .errors import (
 )
 from .model_manager import ModelManager, ServedVersion
 from .runtime import ImageDecodeError, Prediction
+from .tracing import ATTR_IMAGES, ATTR_MODEL_NAME, ATTR_MODEL_VERSION, current_span_context
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,18 @@ class Classification:
 
 
 class DataPlane:
-    def __init__(self, models: ModelManager, decode_executor: Executor, *, max_images_per_request: int) -> None:
+    def __init__(
+        self,
+        models: ModelManager,
+        decode_executor: Executor,
+        *,
+        max_images_per_request: int,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self._models = models
         self._decode_executor = decode_executor
         self._max_images = max_images_per_request
+        self._tracer = tracer or trace.NoOpTracer()
 
     @property
     def models(self) -> ModelManager:
@@ -67,7 +77,9 @@ class DataPlane:
         """Decode each image in the decode pool, then batch them; errors name `input_name[index]`."""
         with served.lease():  # the version cannot unload under this request
             self._check_count(len(images), input_name)
-            pixels = await self._decode_all(served, images, input_name)
+            _describe_request(served, len(images))
+            with self._tracer.start_as_current_span("decode", attributes={ATTR_IMAGES: len(images)}):
+                pixels = await self._decode_all(served, images, input_name)
             return await self._run(served, pixels, input_name, deadline)
 
     async def classify_pixels(
@@ -81,6 +93,7 @@ class DataPlane:
         """Already-preprocessed images `[N, H, W, 3]` straight to the batcher."""
         with served.lease():
             self._check_count(len(pixels), input_name)
+            _describe_request(served, len(pixels))
             expected = served.runtime.input_shape  # type: ignore[union-attr]
             if pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
                 raise InvalidInputError(
@@ -116,7 +129,9 @@ class DataPlane:
         self, served: ServedVersion, items: list[np.ndarray], input_name: str, deadline: float | None
     ) -> Classification:
         try:
-            predictions = await served.batcher.submit(items, deadline=deadline)  # type: ignore[union-attr]
+            predictions = await served.batcher.submit(  # type: ignore[union-attr]
+                items, deadline=deadline, context=current_span_context()
+            )
         except QueueFullError:
             raise ResourceExhaustedError(
                 f"model '{served.name}' queue is full ({served.batcher.queue_depth} images waiting): retry later"  # type: ignore[union-attr]
@@ -134,3 +149,10 @@ class DataPlane:
                 f"model '{served.name}' failed on {input_name}[{error.index}]: {error.cause}"
             ) from error
         return Classification(model_name=served.name, model_version=served.version, predictions=predictions)
+
+
+def _describe_request(served: ServedVersion, images: int) -> None:
+    """Name the model version and image count on the request's span (a no-op when not traced)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes({ATTR_MODEL_NAME: served.name, ATTR_MODEL_VERSION: served.version, ATTR_IMAGES: images})

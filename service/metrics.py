@@ -1,21 +1,50 @@
-"""Prometheus metrics fed by batcher events; the batcher itself imports no Prometheus.
+"""Prometheus metrics: batcher events, RPC outcomes and model state; the batcher itself imports no Prometheus.
 
-Each server owns its registry, so several servers in one process (tests) never share counters.
+Each server owns its registry, so several servers in one process (tests) never share counters. The
+exposition is one function (`ServingMetrics.exposition`); the REST server (service/rest_api) mounts it at
+METRICS_PATHS on `--rest_api_port`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
-from prometheus_client import generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-from batching import Batcher, BatchInfo, BatchListener
+from batching import BatchInfo, BatchListener
+
+from .model_manager import ModelManager, VersionState
 
 _log = logging.getLogger(__name__)
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The paths Prometheus scrapes: the conventional one and TF Serving's (so existing scrape configs work).
+METRICS_PATHS = ("/metrics", "/monitoring/prometheus/metrics")
+
+# 0.5 ms … 10 s in 1-2.5-5 steps: resolves a GPU batch (milliseconds) and a loaded CPU queue (seconds).
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+
+# Label value for an RPC that names a model this server does not serve: clients choose model names, and
+# each distinct label value is a new time series, so unknown names must not reach the label.
+UNKNOWN_MODEL = "_unknown"
+
+# BatchListener.on_rejected's reasons.
+REJECTION_REASONS = ("queue_full", "deadline", "cancelled", "closed")
 
 
 def _batch_size_buckets(max_batch_size: int) -> tuple[float, ...]:
@@ -29,12 +58,12 @@ def _batch_size_buckets(max_batch_size: int) -> tuple[float, ...]:
 
 class ServingMetrics:
     def __init__(self, max_batch_size: int) -> None:
+        # `*_created` timestamps double the series count and serve no dashboard (process-wide switch).
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
-        self.queue_depth = Gauge(
-            "inference_queue_depth", "Images waiting for a batch, per model (autoscaling signal)",
-            ["model"], registry=self.registry,
-        )
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.batch_size = Histogram(
             "inference_batch_size", "Images per executed batch (before padding)",
             ["model"], buckets=_batch_size_buckets(max_batch_size), registry=self.registry,
@@ -45,11 +74,11 @@ class ServingMetrics:
         )
         self.queue_wait = Histogram(
             "inference_queue_wait_seconds", "Time an image waited in the queue before its batch started",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+            ["model"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.compute = Histogram(
             "inference_compute_seconds", "Model execution time per batch",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+            ["model"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.rejected = Counter(
             "inference_rejected_total", "Images refused or dropped before computing",
@@ -58,17 +87,67 @@ class ServingMetrics:
         self.batch_errors = Counter(
             "inference_batch_errors_total", "Batches whose model call raised", ["model"], registry=self.registry,
         )
+        self.requests = Counter(
+            "inference_requests_total", "RPCs answered, by model, method and gRPC status code",
+            ["model", "method", "code"], registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "inference_request_seconds", "Time from receiving an RPC to answering it (any status code)",
+            ["model", "method"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.inflight = Gauge(
+            "inference_inflight_requests", "RPCs received and not yet answered", ["model"], registry=self.registry,
+        )
 
     def listener_factory(self) -> Callable[[str, int], BatchListener]:
         return lambda model, version: _MetricsListener(self, model)
 
-    def watch_queue(self, model: str, batcher: Batcher) -> None:
-        """Read the depth at scrape time, so the gauge is exact, not a sample."""
-        self.queue_depth.labels(model=model).set_function(lambda: batcher.queue_depth)
+    def _initialise_series(self, model: str) -> None:
+        """Export a model's series at zero from load on, so rate() and alerts see them before traffic."""
+        for histogram in (self.batch_size, self.padded_batch_size, self.queue_wait, self.compute):
+            histogram.labels(model=model)
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(model=model, reason=reason)
+        self.batch_errors.labels(model=model)
+        self.inflight.labels(model=model)
+
+    def watch_models(self, models: ModelManager) -> None:
+        """Queue depth and model state are read from the manager at scrape time: exact, not sampled."""
+        self.registry.register(_ModelStateCollector(models))
 
     def exposition(self) -> tuple[bytes, str]:
-        """The registry in Prometheus' text format and its content type, for the REST server's /metrics."""
+        """The scrape body and its Content-Type, for whichever HTTP server serves METRICS_PATHS."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+class _ModelStateCollector(Collector):
+    """Per model: queue depth (the autoscaling signal), readiness and the version served by default.
+
+    Runs in the scrape thread; it only reads ints and enums the event loop writes, and copies the
+    manager's collections before iterating.
+    """
+
+    def __init__(self, models: ModelManager) -> None:
+        self._models = models
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "inference_queue_depth", "Images waiting for a batch, per model (autoscaling signal)", labels=["model"]
+        )
+        ready = GaugeMetricFamily(
+            "inference_model_ready", "1 when a version of the model is AVAILABLE to serve requests, else 0",
+            labels=["model"],
+        )
+        version = GaugeMetricFamily(
+            "inference_model_loaded_version", "Version served when a request names none (0: none loaded)",
+            labels=["model"],
+        )
+        for name in list(self._models.model_names):
+            versions = list(self._models.versions(name))
+            available = [v.version for v in versions if v.state is VersionState.AVAILABLE]
+            depth.add_metric([name], sum(v.batcher.queue_depth for v in versions if v.batcher is not None))
+            ready.add_metric([name], 1.0 if available else 0.0)
+            version.add_metric([name], float(max(available, default=0)))
+        yield from (depth, ready, version)
 
 
 class _MetricsListener(BatchListener):
@@ -77,6 +156,7 @@ class _MetricsListener(BatchListener):
     def __init__(self, metrics: ServingMetrics, model: str) -> None:
         self._metrics = metrics
         self._model = model
+        metrics._initialise_series(model)
         self._batch_size = metrics.batch_size.labels(model=model)
         self._padded_batch_size = metrics.padded_batch_size.labels(model=model)
         self._queue_wait = metrics.queue_wait.labels(model=model)
@@ -91,7 +171,6 @@ class _MetricsListener(BatchListener):
         self._padded_batch_size.observe(batch.padded_size)
         for wait in batch.queue_waits:
             self._queue_wait.observe(wait)
-        _log.debug("batch %d started: size=%d padded=%d", batch.batch_id, batch.size, batch.padded_size)
 
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
         self._compute.observe(seconds)

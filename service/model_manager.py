@@ -101,12 +101,9 @@ class ModelManager:
         self,
         batching: BatchingParameters,
         listener_factory: Callable[[str, int], BatchListener] | None = None,
-        *,
-        on_available: Callable[[ServedVersion], None] | None = None,
     ) -> None:
         self._batching = batching
         self._listener_factory = listener_factory
-        self._on_available = on_available
         self._models: dict[str, _Model] = {}
         self._poller: asyncio.Task[None] | None = None
 
@@ -190,8 +187,6 @@ class ModelManager:
         )
         served.loaded_seconds = time.perf_counter() - started
         served.state = VersionState.AVAILABLE  # from here on, get(name) picks it if it is the highest
-        if self._on_available is not None:
-            self._on_available(served)
         _log.info("loaded model %s version %d in %.1f s", model.name, version, served.loaded_seconds)
 
     def _load_and_warm(self, path: Path) -> ModelRuntime:

@@ -16,16 +16,20 @@ from tensorflow_serving.apis import model_service_pb2, model_service_pb2_grpc, p
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tritonclient.grpc import service_pb2_grpc as kserve_pb2_grpc
 
+from batching import ListenerGroup
+
 from .dataplane import DataPlane
+from .grpc_api.interceptors import ObservabilityInterceptor
 from .grpc_api.model_service import ModelServicer
 from .grpc_api.prediction_service import PredictionServicer
 from .kserve_api.inference_service import SERVICE_NAME as KSERVE_SERVICE
 from .kserve_api.inference_service import InferenceServicer
 from .metrics import ServingMetrics
-from .model_manager import ModelManager, ServedVersion
+from .model_manager import ModelManager
 from .rest_api.http_server import RestServer
 from .runtime import configure_tensorflow
 from .settings import ServerSettings
+from .tracing import configure_tracing
 
 _log = logging.getLogger("service")
 
@@ -43,18 +47,32 @@ class ModelServer:
         self.settings = settings
         configure_tensorflow(settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism)
         self.metrics = ServingMetrics(settings.effective_batching.max_batch_size)
+        self.tracing = configure_tracing()
+        metrics_listener, tracing_listener = self.metrics.listener_factory(), self.tracing.listener_factory()
         self.models = ModelManager(
-            settings.effective_batching, listener_factory=self.metrics.listener_factory(), on_available=self._on_available
+            settings.effective_batching,
+            listener_factory=lambda name, version: ListenerGroup(
+                metrics_listener(name, version), tracing_listener(name, version)
+            ),
         )
+        self.metrics.watch_models(self.models)
         self._decode_executor = ThreadPoolExecutor(
             max_workers=settings.effective_decode_threads, thread_name_prefix="decode"
         )
         self.dataplane = DataPlane(
-            self.models, self._decode_executor, max_images_per_request=settings.max_images_per_request
+            self.models, self._decode_executor, max_images_per_request=settings.max_images_per_request,
+            tracer=self.tracing.tracer,
         )
         self.health = HealthServicer()
         message_limit = settings.grpc_max_message_bytes
         self._grpc = grpc.aio.server(
+            interceptors=[
+                ObservabilityInterceptor(
+                    self.metrics, self.tracing.tracer,
+                    is_served=lambda name: name in self.models.model_names,
+                    access_log_enabled=settings.access_log,
+                )
+            ],
             options=[
                 ("grpc.max_receive_message_length", message_limit),
                 ("grpc.max_send_message_length", message_limit),
@@ -78,9 +96,6 @@ class ModelServer:
         self.grpc_port = 0
         self.metrics_port = 0  # the REST port: it serves /metrics too
 
-    def _on_available(self, served: ServedVersion) -> None:
-        self.metrics.watch_queue(served.name, served.batcher)  # type: ignore[arg-type]
-
     async def start(self) -> None:
         """Bind, report NOT_SERVING while the models load and warm up, then SERVING; then poll for versions."""
         for service in _SERVED:
@@ -92,6 +107,7 @@ class ModelServer:
         await self._grpc.start()
         if settings.rest_api_port:
             self.metrics_port = await self.rest.start(settings.host, settings.rest_api_port)
+        _log.info("tracing: %s", self.tracing.description)
         for source in settings.model_sources:
             await self.models.add_model(source)
         self.models.start_polling(settings.file_system_poll_wait_seconds)
@@ -105,6 +121,7 @@ class ModelServer:
             settings.host, self.grpc_port, settings.host, self.metrics_port,
             "on" if settings.enable_batching else "off", batching.max_batch_size,
             batching.batch_timeout_micros, batching.num_batch_threads,
+            extra={"grpc_port": self.grpc_port, "metrics_port": self.metrics_port},
         )
 
     async def stop(self) -> None:
@@ -113,6 +130,7 @@ class ModelServer:
         await asyncio.gather(self._grpc.stop(self.settings.shutdown_grace_seconds), self.rest.stop())
         await self.models.close()
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self.tracing.shutdown)  # export the last spans
 
 
 async def run_server(settings: ServerSettings) -> int:

@@ -44,6 +44,8 @@ class ServerSettings:
     tensorflow_inter_op_parallelism: int = 0
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+    log_format: str = "json"  # or "text"
+    access_log: bool = False  # one log line per RPC (method, model, status, duration, trace ids)
 
     @property
     def effective_batching(self) -> BatchingParameters:
@@ -111,7 +113,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help="address to bind (default 0.0.0.0)")
     parser.add_argument(
         "--rest_api_port", type=_non_negative_int,
-        help="HTTP port for TF Serving's REST API and /metrics (default 8501; 0 disables)",
+        help="HTTP port for TF Serving's REST API and Prometheus metrics at /metrics and "
+        "/monitoring/prometheus/metrics (default 8501; 0 disables)",
     )
     parser.add_argument("--model_name", help="name clients put in model_spec.name (default 'default')")
     parser.add_argument(
@@ -159,6 +162,11 @@ def build_argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--shutdown_grace_seconds", type=float, help="time in-flight requests get at shutdown")
     parser.add_argument("--log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    parser.add_argument(
+        "--log_format", choices=["json", "text"], type=str.lower,
+        help="json: one JSON object per line with trace ids (default); text: for humans",
+    )
+    parser.add_argument("--access_log", help="log one line per RPC (default false)", **bool_flag)
     return parser
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Mapping
 
 import grpc
 
@@ -36,6 +37,7 @@ class ServerProcess:
         port: int = 0,
         wait: bool = True,
         start_timeout: float = 240,
+        env: Mapping[str, str] | None = None,
     ):
         self.metrics_port = free_port()
         command = [
@@ -43,9 +45,9 @@ class ServerProcess:
             "--host=127.0.0.1", f"--port={port}", f"--rest_api_port={self.metrics_port}",
             f"--model_name={model_name}", f"--model_base_path={model_base_path}", *flags,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            command, cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         self.log_lines: list[str] = []
         self._ready = threading.Event()
@@ -79,8 +81,8 @@ class ServerProcess:
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.address)
 
-    def metrics_text(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+    def metrics_text(self, path: str = "/metrics") -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=10) as response:
             return response.read().decode()
 
     def metric_value(self, name: str, labels: str = "") -> float:

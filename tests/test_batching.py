@@ -25,6 +25,7 @@ from batching import (
     BatchingParameters,
     DeadlineExceededError,
     ItemError,
+    ListenerGroup,
     QueueFullError,
 )
 
@@ -535,6 +536,35 @@ async def test_listener_sees_enqueues_batch_sizes_padding_and_errors(gate: threa
     assert all(seconds >= 0 for _, seconds, _ in listener.finished)
     assert [error for _, _, error in listener.finished][:2] == [None, None]
     assert isinstance(listener.finished[2][2], ModelCrashed)
+
+
+async def test_listener_gets_each_items_request_context_in_batch_order(gate: threading.Event) -> None:
+    listener = RecordingListener()
+    async with make_batcher(FakeModel(gate=gate), listener, max_batch_size=8) as batcher:
+        busy = await hold_model_busy(batcher)  # submitted without a context
+        first = asyncio.create_task(batcher.submit([1, 2], context="request-a"))
+        second = asyncio.create_task(batcher.submit([3], context=("request", "b")))
+        await eventually(lambda: batcher.queue_depth == 3)
+        gate.set()
+        assert await asyncio.gather(busy, first, second) == [[0], [10, 20], [30]]
+
+    assert [info.contexts for info in listener.started] == [(None,), ("request-a", "request-a", ("request", "b"))]
+
+
+async def test_listener_group_reaches_every_member_even_past_a_broken_one(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(BatchListener):
+        def on_batch_started(self, batch: BatchInfo) -> None:
+            raise RuntimeError("tracing backend down")
+
+    first, second = RecordingListener(), RecordingListener()
+    with caplog.at_level(logging.ERROR, logger="batching"):
+        async with make_batcher(FakeModel(), ListenerGroup(first, Broken(), second)) as batcher:
+            assert await batcher.submit([1, 2]) == [10, 20]
+    for listener in (first, second):
+        assert listener.enqueued == [(2, 2)]
+        assert [info.size for info in listener.started] == [2]
+        assert [info.size for info, _, _ in listener.finished] == [2]
+    assert "listener Broken.on_batch_started failed" in caplog.text
 
 
 async def test_a_raising_listener_never_breaks_batching(caplog: pytest.LogCaptureFixture) -> None:

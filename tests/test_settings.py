@@ -77,3 +77,11 @@ def test_bad_flags_exit_with_usage(capsys):
     with pytest.raises(SystemExit):
         load_settings(["--max_batch_size=8", "--allowed_batch_sizes=2,4"], environ={})
     assert "allowed_batch_sizes" in capsys.readouterr().err
+
+
+def test_logging_flags_default_to_json_without_access_log_and_read_the_environment():
+    defaults = load_settings([], environ={})
+    assert (defaults.log_format, defaults.access_log, defaults.log_level) == ("json", False, "INFO")
+    settings = load_settings(["--log_format=text", "--access_log"], environ={"BATCHSERVE_LOG_LEVEL": "debug"})
+    assert (settings.log_format, settings.access_log, settings.log_level) == ("text", True, "DEBUG")
+    assert load_settings([], environ={"BATCHSERVE_ACCESS_LOG": "true"}).access_log is True

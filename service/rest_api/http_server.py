@@ -32,6 +32,7 @@ from ..errors import (
 from ..grpc_api.converters import image_bytes_from_serialized_examples
 from ..grpc_api.model_service import model_status_response
 from ..grpc_api.prediction_service import model_metadata_response
+from ..metrics import METRICS_PATHS
 from ..signatures import DEFAULT_SIGNATURE, INPUT_KEY_BY_SIGNATURE, PIXELS_SIGNATURE, SERIALIZED_EXAMPLES_SIGNATURE
 from . import json_codec
 
@@ -75,8 +76,8 @@ def add_metrics_routes(app: web.Application, exposition: MetricsExposition) -> N
         body, content_type = exposition()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/monitoring/prometheus/metrics", metrics)
+    for path in METRICS_PATHS:
+        app.router.add_get(path, metrics)
 
 
 class RestServer:

@@ -1,0 +1,161 @@
+"""Cross-cutting concerns of every unary RPC, in one place: metrics, the server span, the access log.
+
+The outcome (gRPC status code) is decided once here and fed to all three, so a dashboard, a trace and a
+log line never disagree about what a request got. Streaming RPCs (health Watch, reflection) pass through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+import grpc
+from opentelemetry.trace import NoOpTracer, SpanKind, StatusCode, Tracer
+
+from ..metrics import UNKNOWN_MODEL, ServingMetrics
+from ..tracing import extract_context
+
+access_log = logging.getLogger("service.access")
+
+HEALTH_SERVICE = "grpc.health.v1.Health"  # probes: counted, but neither traced nor access-logged
+_NO_TRACER = NoOpTracer()
+
+# Server-side span status per OpenTelemetry's gRPC conventions: these codes are the server's fault.
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+def requested_model(request: Any) -> str | None:
+    """The model an inference request names (TF Serving's `model_spec.name`, KServe's `model_name`)."""
+    spec = getattr(request, "model_spec", None)
+    if spec is not None:
+        return str(spec.name)
+    name = getattr(request, "model_name", None)
+    return name if isinstance(name, str) else None
+
+
+def _peer_attributes(peer: str | None) -> dict[str, Any]:
+    """`ipv4:127.0.0.1:5555` / `ipv6:[::1]:5555` → network.peer.address / network.peer.port."""
+    if not peer or not peer.startswith(("ipv4:", "ipv6:")):
+        return {}
+    address, _, port = peer.split(":", 1)[1].rpartition(":")
+    attributes: dict[str, Any] = {"network.peer.address": address.strip("[]")}
+    if port.isdigit():
+        attributes["network.peer.port"] = int(port)
+    return attributes
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(
+        self,
+        metrics: ServingMetrics,
+        tracer: Tracer,
+        *,
+        is_served: Callable[[str], bool],
+        access_log_enabled: bool = False,
+    ) -> None:
+        self._metrics = metrics
+        self._tracer = tracer
+        self._is_served = is_served
+        self._access_log = access_log_enabled
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        full_method = handler_call_details.method  # "/package.Service/Method"
+        service, _, method = full_method.lstrip("/").partition("/")
+        observed = self._observe(handler.unary_unary, service, method, observable=service != HEALTH_SERVICE)
+        return grpc.unary_unary_rpc_method_handler(
+            observed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _model_label(self, request: Any) -> str:
+        name = requested_model(request)
+        if name is None:
+            return ""
+        return name if self._is_served(name) else UNKNOWN_MODEL
+
+    def _observe(
+        self, behaviour: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], service: str, method: str,
+        *, observable: bool,
+    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+        metrics = self._metrics
+        span_name = f"{service}/{method}"
+
+        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            model = self._model_label(request)
+            inflight = metrics.inflight.labels(model=model)
+            inflight.inc()
+            code = grpc.StatusCode.OK
+            parent = extract_context(context.invocation_metadata()) if observable else None
+            tracer = self._tracer if observable else _NO_TRACER
+            with tracer.start_as_current_span(
+                span_name,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method,
+                            **_peer_attributes(context.peer())},
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                try:
+                    response = await behaviour(request, context)
+                    code = _status_of(context) or grpc.StatusCode.OK
+                    return response
+                except asyncio.CancelledError:
+                    remaining = context.time_remaining()
+                    expired = remaining is not None and remaining <= 0
+                    code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+                    raise
+                except grpc.aio.AbortError:
+                    code = _status_of(context) or grpc.StatusCode.UNKNOWN
+                    raise
+                except Exception as error:
+                    code = grpc.StatusCode.UNKNOWN
+                    span.record_exception(error)
+                    raise
+                finally:
+                    seconds = time.perf_counter() - started
+                    inflight.dec()
+                    metrics.requests.labels(model=model, method=method, code=code.name).inc()
+                    metrics.request_seconds.labels(model=model, method=method).observe(seconds)
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    if code in _SERVER_ERRORS:
+                        span.set_status(StatusCode.ERROR, context.details() or code.name)
+                    if self._access_log and observable:
+                        access_log.info(
+                            "%s %s %.1f ms", span_name, code.name, seconds * 1e3,
+                            extra={"rpc": span_name, "model": model, "code": code.name,
+                                   "duration_ms": round(seconds * 1e3, 3), "peer": context.peer()},
+                        )
+
+        return observed
+
+
+def _status_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode | None:
+    """The code a handler set (context.abort / set_code), if any."""
+    code = context.code()
+    if code is None or isinstance(code, grpc.StatusCode):
+        return code
+    for status in grpc.StatusCode:  # some grpc versions hand back the raw integer
+        if status.value[0] == code:
+            return status
+    return grpc.StatusCode.UNKNOWN
