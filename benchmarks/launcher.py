@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _GRPC_PORT = re.compile(r"ready: .*grpc=[^\s\"]+:(\d+)")
@@ -24,23 +25,35 @@ def free_port() -> int:
 
 
 class LaunchedServer:
-    """A server subprocess; its log is kept so a failure can show it."""
+    """A server subprocess; its log is kept so a failure (or a test) can read it."""
 
-    def __init__(self, command: list[str], *, start_timeout: float = 300, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        start_timeout: float = 300,
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
+        grpc_port: int = 0,
+    ) -> None:
         self.process = subprocess.Popen(
             command, cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.log_lines: list[str] = []
-        self.grpc_port = 0
+        self.grpc_port = grpc_port
         self.metrics_port: int | None = None
         self._ready = threading.Event()
         threading.Thread(target=self._read_log, daemon=True).start()
-        deadline = time.monotonic() + start_timeout
+        if wait:
+            self.wait_ready(start_timeout)
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
         while not self._ready.wait(0.2):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.process.kill()
-                raise RuntimeError("server did not become ready:\n" + "".join(self.log_lines[-40:]))
+                raise RuntimeError("server did not become ready:\n" + "".join(self.log_lines[-60:]))
 
     def _read_log(self) -> None:
         assert self.process.stdout is not None
@@ -52,6 +65,10 @@ class LaunchedServer:
                 metrics = _METRICS_PORT.search(line)
                 self.metrics_port = int(metrics.group(1)) if metrics and int(metrics.group(1)) else None
                 self._ready.set()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.log_lines)
 
     @property
     def target(self) -> str:

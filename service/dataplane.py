@@ -1,8 +1,9 @@
 """The protocol-neutral data plane: "classify these images with model M version V".
 
-Protocol adapters (gRPC today, REST tomorrow) turn their messages into plain bytes or pixel arrays and call
+Protocol adapters (TF Serving gRPC and REST, KServe v2 gRPC) turn their messages into plain bytes or pixel arrays and call
 this; it decodes off the event loop, feeds the model's batcher one item per image and maps batching
-failures onto serving errors.
+failures onto serving errors. A request holds a lease on the version it picked, so a version being replaced
+by a newer one unloads only after the requests already routed to it have their answers.
 """
 
 from __future__ import annotations
@@ -86,7 +87,11 @@ class DataPlane:
         return self._models
 
     def model(self, model_name: str, version: int | None) -> ServedVersion:
-        """Resolve the model first, so an unknown model is NOT_FOUND before any input is judged."""
+        """Resolve the model first, so an unknown model is NOT_FOUND before any input is judged.
+
+        Call classify_* with the result without awaiting anything in between: they take the version's lease
+        at once, and a version replaced by a newer one unloads only after its leases are returned.
+        """
         return self._models.get(model_name, version)
 
     async def classify_images(
@@ -98,9 +103,10 @@ class DataPlane:
         deadline: float | None = None,
     ) -> Classification:
         """Decode each image in the decode pool, then batch them; errors name `input_name[index]`."""
-        self._check_count(len(images), input_name)
-        _describe_request(served, len(images))
-        with self._admitted():
+        # The lease keeps the version from unloading under this request.
+        with served.lease(), self._admitted():
+            self._check_count(len(images), input_name)
+            _describe_request(served, len(images))
             with self._tracer.start_as_current_span("decode", attributes={ATTR_IMAGES: len(images)}):
                 pixels = await self._decode_all(served, images, input_name)
             return await self._run(served, pixels, input_name, deadline)
@@ -114,15 +120,15 @@ class DataPlane:
         deadline: float | None = None,
     ) -> Classification:
         """Already-preprocessed images `[N, H, W, 3]` straight to the batcher."""
-        _describe_request(served, len(pixels))
-        expected = served.runtime.input_shape  # type: ignore[union-attr]
-        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
-            raise InvalidInputError(
-                f"input '{input_name}' must have shape [N, {', '.join(map(str, expected))}], "
-                f"got {list(pixels.shape)}"
-            )
-        self._check_count(len(pixels), input_name)
-        with self._admitted():
+        with served.lease(), self._admitted():
+            _describe_request(served, len(pixels))
+            expected = served.runtime.input_shape  # type: ignore[union-attr]
+            if pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
+                raise InvalidInputError(
+                    f"input '{input_name}' must have shape [N, {', '.join(map(str, expected))}], "
+                    f"got {list(pixels.shape)}"
+                )
+            self._check_count(len(pixels), input_name)
             return await self._run(served, list(pixels), input_name, deadline)
 
     def _check_count(self, count: int, input_name: str) -> None:

@@ -1,15 +1,13 @@
 """Prometheus metrics: batcher events, RPC outcomes and model state; the batcher itself imports no Prometheus.
 
 Each server owns its registry, so several servers in one process (tests) never share counters. The
-exposition is one function (`ServingMetrics.exposition`) so any HTTP server can mount it; `serve_http` is
-the small stand-alone one used while nothing else listens on `--rest_api_port`.
+exposition is one function (`ServingMetrics.exposition`); the REST server (service/rest_api) mounts it at
+METRICS_PATHS on `--rest_api_port`.
 """
 
 from __future__ import annotations
 
-import http.server
 import logging
-import threading
 from typing import Callable, Iterator
 
 from prometheus_client import (
@@ -100,7 +98,6 @@ class ServingMetrics:
         self.inflight = Gauge(
             "inference_inflight_requests", "RPCs received and not yet answered", ["model"], registry=self.registry,
         )
-        self._http_server: http.server.ThreadingHTTPServer | None = None
         self.batch_timeouts = Counter(
             "inference_batch_timeouts_total", "Batches failed for running past --batch_execution_timeout_seconds",
             ["model"], registry=self.registry,
@@ -126,44 +123,6 @@ class ServingMetrics:
     def exposition(self) -> tuple[bytes, str]:
         """The scrape body and its Content-Type, for whichever HTTP server serves METRICS_PATHS."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-    def serve_http(self, host: str, port: int) -> int:
-        """Serve METRICS_PATHS in a background thread (other paths: 404); returns the bound port."""
-        server = http.server.ThreadingHTTPServer((host, port), _metrics_handler(self))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
-        self._http_server = server
-        return int(server.server_address[1])
-
-    def close(self) -> None:
-        if self._http_server is not None:
-            self._http_server.shutdown()
-            self._http_server.server_close()
-            self._http_server = None
-
-
-def _metrics_handler(metrics: ServingMetrics) -> type[http.server.BaseHTTPRequestHandler]:
-    class MetricsHandler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path.split("?", 1)[0] not in METRICS_PATHS:
-                self._reply(404, b"not found: metrics are at " + " and ".join(METRICS_PATHS).encode() + b"\n",
-                            "text/plain; charset=utf-8")
-                return
-            body, content_type = metrics.exposition()
-            self._reply(200, body, content_type)
-
-        def _reply(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass  # scrapes every few seconds are not log events
-
-    return MetricsHandler
-
 
 class _ModelStateCollector(Collector):
     """Per model: queue depth (the autoscaling signal), readiness and the version served by default.

@@ -1,22 +1,32 @@
-"""Which model versions exist, loading them off the event loop, and their state for status and health.
+"""Which model versions are served: loading, warm-up, hot reload and unloading, off the event loop.
 
-Each served version owns its runtime and its batcher, so versions (and, later, models) never share a queue.
+TF Serving's lifecycle: each model's base path is polled for numeric version directories; the versions its
+policy aspires to (by default the latest one) are loaded and warmed up *beside* the ones serving; a request
+for "the latest" switches to a new version the moment it is AVAILABLE, and only then is the old one
+unloaded, after every request that picked it has its answer (its batcher drains). A version that fails to
+load is refused and logged, keeps state END with its error (GetModelStatus shows it), and is not retried;
+the versions serving before keep serving.
+
+Each served version owns its runtime and its batcher, so versions and models never share a queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from batching import Batcher, BatchingParameters, BatchListener
 
 from .errors import ModelNotFoundError, UnavailableError
+from .model_config import ModelSource
 from .runtime import ModelLoadError, ModelRuntime, Prediction
+from .warmup import WARMUP_FILE, read_warmup_requests
 
 _log = logging.getLogger(__name__)
 
@@ -41,13 +51,38 @@ class ServedVersion:
     runtime: ModelRuntime | None = None
     batcher: Batcher[object, Prediction] | None = None
     loaded_seconds: float = 0.0
+    # Requests that picked this version and have not had their answer yet (see ModelManager.lease).
+    in_flight: int = 0
+    _idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[ServedVersion]:
+        """Keep this version from unloading until the block exits (the request has its answer)."""
+        if self.state is not VersionState.AVAILABLE:  # picked, then an adapter awaited before leasing
+            raise UnavailableError(f"model '{self.name}' version {self.version} is {self.state.value}: retry")
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            yield self
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def _wait_idle(self) -> None:
+        if self.in_flight:
+            await self._idle.wait()
 
 
 @dataclass
 class _Model:
-    name: str
-    base_path: Path
+    source: ModelSource
     versions: dict[int, ServedVersion] = field(default_factory=dict)
+    refused: set[int] = field(default_factory=set)  # failed to load: not retried
+
+    @property
+    def name(self) -> str:
+        return self.source.name
 
 
 def find_versions(base_path: Path) -> list[int]:
@@ -73,37 +108,123 @@ class ModelManager:
         self._batch_execution_timeout = batch_execution_timeout
         self._listener_factory = listener_factory
         self._models: dict[str, _Model] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    # -- loading ---------------------------------------------------------------------------
+
+    async def add_model(self, source: ModelSource) -> list[ServedVersion]:
+        """Serve `source`: load and warm up the versions its policy aspires to.
+
+        Raises ModelLoadError when none of them becomes AVAILABLE (a server cannot start without it).
+        """
+        if source.name in self._models:
+            raise ValueError(f"model '{source.name}' is already served")
+        model = self._models[source.name] = _Model(source)
+        await self._reconcile(model)
+        available = [v for v in model.versions.values() if v.state is VersionState.AVAILABLE]
+        if not available:
+            errors = "; ".join(v.error for v in model.versions.values() if v.error)
+            raise ModelLoadError(
+                errors or f"model '{source.name}': no version directory with a saved_model.pb under {source.base_path}"
+            )
+        return available
 
     async def load_latest(self, name: str, base_path: Path) -> ServedVersion:
-        """Load and warm up the highest version under `base_path`; raises ModelLoadError if none loads."""
-        model = self._models.setdefault(name, _Model(name=name, base_path=base_path))
-        versions = find_versions(base_path)
-        if not versions:
-            raise ModelLoadError(f"no version directory with a saved_model.pb under {base_path}")
-        served = ServedVersion(name=name, version=versions[-1], path=base_path / str(versions[-1]))
-        model.versions[served.version] = served
+        """Serve the highest version under `base_path` (and later ones as they appear); returns it."""
+        await self.add_model(ModelSource(name, base_path))
+        return self.get(name)
+
+    def start_polling(self, interval_seconds: float) -> None:
+        """Look for new or removed versions every `interval_seconds` (<= 0: never, after the first load)."""
+        if interval_seconds > 0 and self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(
+                self._poll_forever(interval_seconds), name="model-version-poller"
+            )
+
+    async def poll(self) -> None:
+        """One pass over every model's base path: load aspired versions, unload the others."""
+        for model in list(self._models.values()):
+            try:
+                await self._reconcile(model)
+            except Exception:  # a polling fault must never stop serving
+                _log.exception("polling %s failed", model.source.base_path)
+
+    async def _poll_forever(self, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            await self.poll()
+
+    async def _reconcile(self, model: _Model) -> None:
+        on_disk = await asyncio.to_thread(find_versions, model.source.base_path)
+        aspired = model.source.policy.aspired(on_disk)
+        for version in sorted(aspired):
+            current = model.versions.get(version)
+            if version in model.refused or (current is not None and current.state is not VersionState.END):
+                continue
+            await self._load(model, version)
+        # Availability first: old versions go only once an aspired one serves in their place.
+        if any(model.versions[v].state is VersionState.AVAILABLE for v in aspired if v in model.versions):
+            for served in list(model.versions.values()):
+                if served.version not in aspired and served.state is VersionState.AVAILABLE:
+                    await self._unload(served)
+
+    async def _load(self, model: _Model, version: int) -> None:
+        served = ServedVersion(name=model.name, version=version, path=model.source.base_path / str(version))
+        model.versions[version] = served
         served.state = VersionState.LOADING
+        _log.info("loading model %s version %d from %s", model.name, version, served.path)
         started = time.perf_counter()
         try:
             served.runtime = await asyncio.to_thread(self._load_and_warm, served.path)
-        except ModelLoadError as error:
-            served.state, served.error = VersionState.END, str(error)
-            raise
-        listener = self._listener_factory(name, served.version) if self._listener_factory else None
+        except Exception as error:  # TF raises a zoo of types for corrupt models: refuse them all
+            served.state, served.error = VersionState.END, str(error) or type(error).__name__
+            model.refused.add(version)
+            serving = [v.version for v in model.versions.values() if v.state is VersionState.AVAILABLE]
+            _log.error(
+                "refused model %s version %d: %s; still serving versions %s", model.name, version, served.error, serving
+            )
+            return
+        listener = self._listener_factory(model.name, version) if self._listener_factory else None
         served.batcher = Batcher(
-            served.runtime.run_batch, self._batching, name=f"{name}-v{served.version}", listener=listener,
+            served.runtime.run_batch, self._batching, name=f"{model.name}-v{version}", listener=listener,
             execution_timeout=self._batch_execution_timeout,
         )
         served.loaded_seconds = time.perf_counter() - started
-        served.state = VersionState.AVAILABLE
-        _log.info("loaded model %s version %d in %.1f s", name, served.version, served.loaded_seconds)
-        return served
+        served.state = VersionState.AVAILABLE  # from here on, get(name) picks it if it is the highest
+        _log.info("loaded model %s version %d in %.1f s", model.name, version, served.loaded_seconds)
 
     def _load_and_warm(self, path: Path) -> ModelRuntime:
+        """Load, then run every allowed batch size and the recorded warm-up requests, so no client pays."""
         runtime = ModelRuntime(path)
         sizes = self._batching.allowed_batch_sizes or (1, self._batching.max_batch_size)
         runtime.warm_up(sizes)
+        requests = read_warmup_requests(path)
+        for request in requests:
+            pixels = request.pixels if request.pixels is not None else [runtime.preprocess(i) for i in request.images or []]
+            if len(pixels) and tuple(pixels[0].shape) != tuple(runtime.input_shape):
+                raise ModelLoadError(f"{path / WARMUP_FILE}: pixels of shape {list(pixels[0].shape)} do not fit the model")
+            step = self._batching.max_batch_size
+            for start in range(0, len(pixels), step):
+                chunk = list(pixels[start:start + step])
+                runtime.run_batch(chunk, self._batching.padded_size(len(chunk)))
+        _log.info(
+            "warmed up %s: batch sizes %s%s", path, sorted(set(sizes)),
+            f", {len(requests)} request(s) from {WARMUP_FILE}" if requests else "",
+        )
         return runtime
+
+    async def _unload(self, served: ServedVersion) -> None:
+        """Stop routing to `served`, let every request that picked it finish, then release it."""
+        served.state = VersionState.UNLOADING
+        _log.info("unloading model %s version %d (%d request(s) in flight)", served.name, served.version, served.in_flight)
+        await served._wait_idle()
+        if served.batcher is not None:
+            await served.batcher.close(drain=True)
+        served.state = VersionState.END
+        served.runtime, served.batcher = None, None  # the SavedModel's memory goes with the last reference
+        _log.info("unloaded model %s version %d", served.name, served.version)
+
+    # -- serving ---------------------------------------------------------------------------
 
     def get(self, name: str, version: int | None = None) -> ServedVersion:
         """The version to serve a request with: the given one, or the highest AVAILABLE one."""
@@ -112,10 +233,9 @@ class ModelManager:
             raise ModelNotFoundError(f"model '{name}' is not served here (served: {sorted(self._models)})")
         if version is not None:
             served = model.versions.get(version)
-            if served is None:
-                raise ModelNotFoundError(
-                    f"model '{name}' has no version {version} (versions: {sorted(model.versions)})"
-                )
+            if served is None or served.state is VersionState.END:
+                live = sorted(v.version for v in model.versions.values() if v.state is not VersionState.END)
+                raise ModelNotFoundError(f"model '{name}' has no version {version} (versions: {live})")
             if served.state is not VersionState.AVAILABLE:
                 raise UnavailableError(f"model '{name}' version {version} is {served.state.value}")
             return served
@@ -140,10 +260,14 @@ class ModelManager:
         )
 
     async def close(self) -> None:
-        """Finish queued and running batches of every version, then release them."""
+        """Stop polling, finish queued and running batches of every version, then release them."""
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.wait([self._poller])
+            self._poller = None
         for model in self._models.values():
             for served in model.versions.values():
-                if served.batcher is not None and served.state is VersionState.AVAILABLE:
+                if served.batcher is not None and served.state in (VersionState.AVAILABLE, VersionState.UNLOADING):
                     served.state = VersionState.UNLOADING
                     await served.batcher.close(drain=True)
                     served.state = VersionState.END

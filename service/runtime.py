@@ -19,6 +19,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is not operator news
 import tensorflow as tf  # noqa: E402
+from google.protobuf.message import DecodeError  # noqa: E402
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
 
 _log = logging.getLogger(__name__)
@@ -66,7 +67,10 @@ def configure_tensorflow(intra_op_threads: int = 0, inter_op_threads: int = 0) -
 def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
     """The SignatureDefs as stored in saved_model.pb, for GetModelMetadata."""
     saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    try:
+        saved_model.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    except DecodeError as error:
+        raise ModelLoadError(f"{version_dir}: saved_model.pb is not a SavedModel: {error}") from None
     if not saved_model.meta_graphs:
         raise ModelLoadError(f"{version_dir}: saved_model.pb holds no MetaGraph")
     return dict(saved_model.meta_graphs[0].signature_def)
@@ -130,10 +134,25 @@ class ModelRuntime:
         return [Prediction(classes=tuple(classes[row]), scores=scores[row]) for row in range(count)]
 
     def warm_up(self, batch_sizes: Sequence[int]) -> None:
-        """Run each batch size once so no client request pays for first-call setup."""
+        """Run the decoder and each batch size once so no client request pays for first-call setup.
+
+        The first call of a loaded signature builds and optimises its graph (tens of ms even for a tiny
+        model), so preprocessing is warmed up too, with a small JPEG and PNG.
+        """
+        small = tf.zeros((8, 8, 3), dtype=tf.uint8)
+        for encoded in (tf.io.encode_jpeg(small), tf.io.encode_png(small)):
+            self.preprocess(encoded.numpy())
         blank = np.zeros(self.input_shape, dtype=np.float32)
         for size in sorted(set(batch_sizes)):
             self.run_batch([blank] * size, size)
+
+
+def read_tfrecords(path: Path, limit: int) -> list[bytes]:
+    """The records of a TFRecord file (e.g. assets.extra/tf_serving_warmup_requests), at most `limit`."""
+    try:
+        return [record.numpy() for record in tf.data.TFRecordDataset(str(path)).take(limit)]
+    except tf.errors.OpError as error:
+        raise ModelLoadError(f"{path}: not a readable TFRecord file: {_first_line(error.message)}") from None
 
 
 _FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")

@@ -1,4 +1,5 @@
-"""Assembles the server: gRPC services over the data plane, model loading, health, metrics, shutdown."""
+"""Assembles the server: gRPC and REST services over the data plane, models and their versions, health,
+metrics, shutdown."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from grpc_health.v1._async import HealthServicer  # the asyncio servicer grpcio-
 from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tritonclient.grpc import service_pb2_grpc as kserve_pb2_grpc
 
 from batching import ListenerGroup
 
@@ -21,8 +23,11 @@ from .grpc_api.interceptors import ObservabilityInterceptor
 from .grpc_api.model_service import ModelServicer
 from .grpc_api.prediction_service import PredictionServicer
 from .grpc_api.undecodable import RejectUndecodableRequests
+from .kserve_api.inference_service import SERVICE_NAME as KSERVE_SERVICE
+from .kserve_api.inference_service import InferenceServicer
 from .metrics import ServingMetrics
 from .model_manager import ModelManager
+from .rest_api.http_server import RestServer
 from .runtime import configure_tensorflow
 from .settings import ServerSettings
 from .tls import tls_material
@@ -33,7 +38,7 @@ _log = logging.getLogger("service")
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name
 MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-_SERVED = ("", PREDICTION_SERVICE, MODEL_SERVICE)
+_SERVED = ("", PREDICTION_SERVICE, MODEL_SERVICE, KSERVE_SERVICE)
 
 
 def grpc_server_options(settings: ServerSettings) -> list[tuple[str, int]]:
@@ -50,7 +55,8 @@ def grpc_server_options(settings: ServerSettings) -> list[tuple[str, int]]:
 
 
 class ModelServer:
-    """One process: one gRPC port, one metrics port, the models it was told to serve."""
+    """One process: one gRPC port (TF Serving and KServe v2 APIs), one HTTP port (TF Serving's REST API and
+    /metrics), the models it was told to serve."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
@@ -94,15 +100,22 @@ class ModelServer:
             PredictionServicer(self.dataplane), self._grpc
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models), self._grpc)
+        kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection(
-            (PREDICTION_SERVICE, MODEL_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), self._grpc
+            (PREDICTION_SERVICE, MODEL_SERVICE, KSERVE_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), self._grpc
+        )
+        self.rest = RestServer(
+            self.dataplane,
+            metrics_exposition=self.metrics.exposition,
+            max_body_bytes=message_limit,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
         )
         self.grpc_port = 0
-        self.metrics_port = 0
+        self.metrics_port = 0  # the REST port: it serves /metrics too
 
     async def start(self) -> None:
-        """Bind, report NOT_SERVING while the model loads and warms up, then SERVING."""
+        """Bind, report NOT_SERVING while the models load and warm up, then SERVING; then poll for versions."""
         for service in _SERVED:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         settings = self.settings
@@ -116,16 +129,19 @@ class ModelServer:
             raise OSError(f"cannot bind gRPC port {settings.host}:{settings.port}")
         await self._grpc.start()
         if settings.rest_api_port:
-            self.metrics_port = self.metrics.serve_http(settings.host, settings.rest_api_port)
+            self.metrics_port = await self.rest.start(settings.host, settings.rest_api_port)
         _log.info("tracing: %s", self.tracing.description)
-        served = await self.models.load_latest(settings.model_name, settings.model_base_path)
+        for source in settings.model_sources:
+            await self.models.add_model(source)
+        self.models.start_polling(settings.file_system_poll_wait_seconds)
         for service in _SERVED:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         batching = settings.effective_batching
         _log.info(
-            "ready: model=%s version=%d grpc=%s:%d metrics=%s:%d batching=%s max_batch_size=%d "
+            "ready: models=%s grpc=%s:%d metrics=%s:%d batching=%s max_batch_size=%d "
             "batch_timeout_micros=%d num_batch_threads=%d tls=%s",
-            served.name, served.version, settings.host, self.grpc_port, settings.host, self.metrics_port,
+            ",".join(f"{name}@{self.models.get(name).version}" for name in self.models.model_names),
+            settings.host, self.grpc_port, settings.host, self.metrics_port,
             "on" if settings.enable_batching else "off", batching.max_batch_size,
             batching.batch_timeout_micros, batching.num_batch_threads,
             "off" if tls is None else ("mutual" if tls.require_client_auth else "on"),
@@ -138,10 +154,9 @@ class ModelServer:
         await self.health.enter_graceful_shutdown()
         if self.settings.shutdown_delay_seconds:
             await asyncio.sleep(self.settings.shutdown_delay_seconds)
-        await self._grpc.stop(self.settings.shutdown_grace_seconds)
+        await asyncio.gather(self._grpc.stop(self.settings.shutdown_grace_seconds), self.rest.stop())
         await self.models.close()
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
-        self.metrics.close()
         await asyncio.to_thread(self.tracing.shutdown)  # export the last spans
 
 

@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 from batching import BatchingParameters
 
 from .batching_config import parse_batching_parameters_file
+from .model_config import ModelSource, parse_model_config_file
 
 ENV_PREFIX = "BATCHSERVE_"
 
@@ -32,6 +33,8 @@ class ServerSettings:
     rest_api_port: int = 8501
     model_name: str = "default"
     model_base_path: Path = Path("/models/default")
+    models: tuple[ModelSource, ...] = ()  # from --model_config_file; empty: model_name/model_base_path
+    file_system_poll_wait_seconds: float = 1.0  # <= 0: look for versions only at start-up
     enable_batching: bool = False
     batching: BatchingParameters = field(default_factory=BatchingParameters)
     decode_threads: int = 0  # 0: one per CPU core
@@ -65,6 +68,11 @@ class ServerSettings:
             num_batch_threads=self.batching.num_batch_threads,
             max_enqueued_batches=self.batching.max_enqueued_items,
         )
+
+    @property
+    def model_sources(self) -> tuple[ModelSource, ...]:
+        """The models to serve: the config file's, or the one named by --model_name/--model_base_path."""
+        return self.models or (ModelSource(self.model_name, self.model_base_path),)
 
     @property
     def effective_decode_threads(self) -> int:
@@ -123,11 +131,21 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help="address to bind (default 0.0.0.0)")
     parser.add_argument(
         "--rest_api_port", type=_non_negative_int,
-        help="HTTP port for Prometheus metrics at /metrics and /monitoring/prometheus/metrics (default 8501; 0 disables)",
+        help="HTTP port for TF Serving's REST API and Prometheus metrics at /metrics and "
+        "/monitoring/prometheus/metrics (default 8501; 0 disables)",
     )
     parser.add_argument("--model_name", help="name clients put in model_spec.name (default 'default')")
     parser.add_argument(
         "--model_base_path", help="directory holding numeric version subdirectories; the highest is served"
+    )
+    parser.add_argument(
+        "--model_config_file",
+        help="TF Serving ModelServerConfig text proto (model_config_list { config { name base_path ... } }) "
+        "naming several models; replaces --model_name/--model_base_path",
+    )
+    parser.add_argument(
+        "--file_system_poll_wait_seconds", type=float,
+        help="how often base paths are polled for new versions (default 1; <= 0: only at start-up)",
     )
     parser.add_argument("--enable_batching", help="batch concurrent requests (default false)", **bool_flag)
     parser.add_argument(
@@ -253,6 +271,12 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     except ValueError as error:
         parser.error(f"batching parameters: {error}")
 
+    config_file = given.pop("model_config_file", None)
+    if config_file:
+        try:
+            given["models"] = parse_model_config_file(Path(str(config_file)))
+        except (OSError, ValueError) as error:
+            parser.error(f"--model_config_file: {error}")
     if "model_base_path" in given:
         given["model_base_path"] = Path(str(given["model_base_path"])).expanduser().resolve()
     for name in ("ssl_config_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file"):

@@ -16,8 +16,8 @@ from tensorflow_serving.apis import classification_pb2, input_pb2
 
 from ..errors import InvalidInputError
 from ..runtime import Prediction
+from ..signatures import IMAGE_FEATURE
 
-IMAGE_FEATURE = "image/encoded"
 _MAX_DIMENSION = 2**31 - 1
 
 

@@ -14,6 +14,25 @@ _State = get_model_status_pb2.ModelVersionStatus.State
 _ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
 
 
+def model_status_response(
+    models: ModelManager, name: str, version: int | None
+) -> get_model_status_pb2.GetModelStatusResponse:
+    """Every version of `name` the server knows (or just `version`), with TF Serving's states; shared with REST."""
+    versions = models.versions(name)
+    if version is not None:
+        versions = [v for v in versions if v.version == version]
+        if not versions:
+            raise ModelNotFoundError(f"model '{name}' has no version {version}")
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for served in versions:
+        status = response.model_version_status.add(version=served.version, state=_State.Value(served.state.value))
+        status.status.error_code = _ERROR_CODES["OK"].number
+        if served.error:
+            status.status.error_code = _ERROR_CODES["INTERNAL"].number  # the version failed to load
+            status.status.error_message = served.error
+    return response
+
+
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, models: ModelManager) -> None:
         self._models = models
@@ -23,19 +42,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.aio.ServicerContext
     ) -> get_model_status_pb2.GetModelStatusResponse:
         spec = request.model_spec
-        version = requested_version(spec)
-        versions = self._models.versions(spec.name)
-        if version is not None:
-            versions = [v for v in versions if v.version == version]
-            if not versions:
-                raise ModelNotFoundError(f"model '{spec.name}' has no version {version}")
-        response = get_model_status_pb2.GetModelStatusResponse()
-        for served in versions:
-            status = response.model_version_status.add(version=served.version, state=_State.Value(served.state.value))
-            if served.error:
-                status.status.error_code = _ERROR_CODES["INTERNAL"].number  # the version failed to load
-                status.status.error_message = served.error
-        return response
+        return model_status_response(self._models, spec.name, requested_version(spec))
 
     async def HandleReloadConfigRequest(self, request, context):  # type: ignore[no-untyped-def]
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "model config reload is not supported yet")

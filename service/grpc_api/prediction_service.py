@@ -15,21 +15,18 @@ from tensorflow_serving.apis import (
 
 from ..dataplane import Classification, DataPlane
 from ..errors import InvalidInputError
+from ..model_manager import ServedVersion
 from . import converters
 from .status import maps_errors_to_status
 
-DEFAULT_SIGNATURE = "serving_default"
-# Signature → (input key, how its tensor reaches the data plane). TF Serving's default signature is
-# serving_default; the classic Inception client names predict_images.
-ENCODED_IMAGES_SIGNATURE = "predict_images"
-SERIALIZED_EXAMPLES_SIGNATURE = "serving_default"
-PIXELS_SIGNATURE = "classify_pixels"
-INPUT_KEY_BY_SIGNATURE = {
-    ENCODED_IMAGES_SIGNATURE: "images",
-    SERIALIZED_EXAMPLES_SIGNATURE: "inputs",
-    PIXELS_SIGNATURE: "pixels",
-}
-OUTPUT_KEYS = ("classes", "scores")
+from ..signatures import (  # re-exported: tests import them from here
+    DEFAULT_SIGNATURE,
+    ENCODED_IMAGES_SIGNATURE,
+    INPUT_KEY_BY_SIGNATURE,
+    OUTPUT_KEYS,
+    PIXELS_SIGNATURE,
+    SERIALIZED_EXAMPLES_SIGNATURE,
+)
 
 
 def requested_version(model_spec: model_pb2.ModelSpec) -> int | None:
@@ -54,6 +51,18 @@ def response_spec(model_name: str, version: int, signature_name: str) -> model_p
     spec = model_pb2.ModelSpec(name=model_name, signature_name=signature_name)
     spec.version.value = version
     return spec
+
+
+def model_metadata_response(served: ServedVersion) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """The version's SignatureDefs as TF Serving returns them; shared with REST."""
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    for signature_name, signature_def in served.runtime.signature_defs.items():  # type: ignore[union-attr]
+        signature_map.signature_def[signature_name].CopyFrom(signature_def)
+    response = get_model_metadata_pb2.GetModelMetadataResponse(
+        model_spec=response_spec(served.name, served.version, "")
+    )
+    response.metadata["signature_def"].Pack(signature_map)
+    return response
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -139,14 +148,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise InvalidInputError(
                 f"metadata_field must be ['signature_def'] (the only metadata TF Serving defines), got {fields}"
             )
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for name, signature_def in served.runtime.signature_defs.items():  # type: ignore[union-attr]
-            signature_map.signature_def[name].CopyFrom(signature_def)
-        response = get_model_metadata_pb2.GetModelMetadataResponse(
-            model_spec=response_spec(served.name, served.version, "")
-        )
-        response.metadata["signature_def"].Pack(signature_map)
-        return response
+        return model_metadata_response(served)
 
     async def Regress(self, request, context):  # type: ignore[no-untyped-def]
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Regress: image classifiers have no regression signature")

@@ -1,0 +1,201 @@
+"""KServe v2 / Open Inference Protocol: `inference.GRPCInferenceService` over the protocol-neutral data plane.
+
+The messages and service stubs come from tritonclient (`tritonclient.grpc.service_pb2[_grpc]`), the maintained
+package Triton's own clients use, so `tritonclient.grpc` works against this server unchanged. A model takes
+exactly one input: `images` (BYTES `[N]` or `[N, 1]`: encoded JPEG/PNG/GIF/BMP) or `pixels` (FP32
+`[N, H, W, 3]`, preprocessed), in typed `contents` or in `raw_input_contents`; it answers `classes` (BYTES
+`[N, k]`) and `scores` (FP32 `[N, k]`) in `raw_output_contents`, as Triton does.
+"""
+
+from __future__ import annotations
+
+import struct
+from importlib import metadata
+from typing import Sequence
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from ..dataplane import Classification, DataPlane
+from ..errors import InvalidInputError, ServingError
+from ..grpc_api.prediction_service import deadline_of
+from ..grpc_api.status import maps_errors_to_status
+from ..model_manager import ServedVersion, VersionState
+from ..signatures import OUTPUT_KEYS, PIXELS_SIGNATURE
+
+SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+IMAGES_INPUT = "images"
+PIXELS_INPUT = "pixels"
+PLATFORM = "tensorflow_savedmodel"
+SERVER_NAME = "batchserve"
+
+
+def _server_version() -> str:
+    try:
+        return metadata.version(SERVER_NAME)
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def parse_version(text: str) -> int | None:
+    """KServe versions are strings; "" means the server's choice (the highest available)."""
+    if not text:
+        return None
+    if not text.isdigit():
+        raise InvalidInputError(f"model_version must be a version number or empty, got '{text}'")
+    return int(text)
+
+
+def deserialize_bytes(raw: bytes, where: str) -> list[bytes]:
+    """KServe's raw BYTES layout: each element is a 4-byte little-endian length, then its bytes."""
+    values, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInputError(f"{where}: truncated element length at byte {offset}")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidInputError(f"{where}: element {len(values)} claims {length} bytes, {len(raw) - offset} left")
+        values.append(raw[offset:offset + length])
+        offset += length
+    return values
+
+
+def serialize_bytes(values: Sequence[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(value)) + value for value in values)
+
+
+def _pixels_shape(served: ServedVersion) -> list[int]:
+    return [-1, *served.runtime.input_shape]  # type: ignore[union-attr]
+
+
+def _top_k(served: ServedVersion) -> int:
+    scores = served.runtime.signature_defs[PIXELS_SIGNATURE].outputs["scores"]  # type: ignore[union-attr]
+    dims = [dim.size for dim in scores.tensor_shape.dim]
+    return dims[1] if len(dims) == 2 else -1
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """Liveness, readiness, metadata and ModelInfer; the rest of the v2 service answers UNIMPLEMENTED."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self._dataplane = dataplane
+
+    async def ServerLive(self, request, context):  # type: ignore[no-untyped-def]
+        return service_pb2.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context):  # type: ignore[no-untyped-def]
+        return service_pb2.ServerReadyResponse(ready=self._dataplane.models.all_available())
+
+    async def ModelReady(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            self._dataplane.models.get(request.name, parse_version(request.version))
+        except ServingError:
+            return service_pb2.ModelReadyResponse(ready=False)
+        return service_pb2.ModelReadyResponse(ready=True)
+
+    async def ServerMetadata(self, request, context):  # type: ignore[no-untyped-def]
+        return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=_server_version(), extensions=[])
+
+    @maps_errors_to_status
+    async def ModelMetadata(
+        self, request: service_pb2.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ModelMetadataResponse:
+        models = self._dataplane.models
+        served = models.get(request.name, parse_version(request.version))
+        available = [str(v.version) for v in models.versions(request.name) if v.state is VersionState.AVAILABLE]
+        tensor = service_pb2.ModelMetadataResponse.TensorMetadata
+        k = _top_k(served)
+        return service_pb2.ModelMetadataResponse(
+            name=served.name,
+            versions=available,
+            platform=PLATFORM,
+            inputs=[  # exactly one of the two per request
+                tensor(name=IMAGES_INPUT, datatype="BYTES", shape=[-1]),
+                tensor(name=PIXELS_INPUT, datatype="FP32", shape=_pixels_shape(served)),
+            ],
+            outputs=[
+                tensor(name="classes", datatype="BYTES", shape=[-1, k]),
+                tensor(name="scores", datatype="FP32", shape=[-1, k]),
+            ],
+        )
+
+    @maps_errors_to_status
+    async def ModelInfer(
+        self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ModelInferResponse:
+        name, version = request.model_name, parse_version(request.model_version)
+        served = self._dataplane.model(name, version)  # NOT_FOUND before input errors
+        if len(request.inputs) != 1:
+            raise InvalidInputError(
+                f"ModelInfer takes exactly one input, '{IMAGES_INPUT}' (BYTES [N]) or '{PIXELS_INPUT}' "
+                f"(FP32 [N, H, W, 3]); got {[t.name for t in request.inputs]}"
+            )
+        if request.raw_input_contents and len(request.raw_input_contents) != len(request.inputs):
+            raise InvalidInputError(
+                f"raw_input_contents holds {len(request.raw_input_contents)} entries for {len(request.inputs)} input(s)"
+            )
+        wanted = [output.name for output in request.outputs] or list(OUTPUT_KEYS)
+        unknown = sorted(set(wanted) - set(OUTPUT_KEYS))
+        if unknown:
+            raise InvalidInputError(f"unknown outputs {unknown}; outputs: {list(OUTPUT_KEYS)}")
+        tensor = request.inputs[0]
+        raw = request.raw_input_contents[0] if request.raw_input_contents else None
+        deadline = deadline_of(context)
+        if tensor.name == IMAGES_INPUT:
+            images = self._images(tensor, raw)
+            result = await self._dataplane.classify_images(served, images, input_name=IMAGES_INPUT, deadline=deadline)
+        elif tensor.name == PIXELS_INPUT:
+            pixels = self._pixels(tensor, raw)
+            result = await self._dataplane.classify_pixels(served, pixels, input_name=PIXELS_INPUT, deadline=deadline)
+        else:
+            raise InvalidInputError(f"unknown input '{tensor.name}'; use '{IMAGES_INPUT}' or '{PIXELS_INPUT}'")
+        return self._response(request, result, wanted)
+
+    @staticmethod
+    def _images(tensor: service_pb2.ModelInferRequest.InferInputTensor, raw: bytes | None) -> list[bytes]:
+        if tensor.datatype != "BYTES":
+            raise InvalidInputError(f"input '{IMAGES_INPUT}' must be BYTES (encoded images), got {tensor.datatype}")
+        shape = list(tensor.shape)
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise InvalidInputError(f"input '{IMAGES_INPUT}' must have shape [N] or [N, 1], got {shape}")
+        values = deserialize_bytes(raw, f"input '{IMAGES_INPUT}'") if raw is not None else list(tensor.contents.bytes_contents)
+        if len(values) != shape[0]:
+            raise InvalidInputError(f"input '{IMAGES_INPUT}' declares shape {shape} but carries {len(values)} values")
+        return values
+
+    @staticmethod
+    def _pixels(tensor: service_pb2.ModelInferRequest.InferInputTensor, raw: bytes | None) -> np.ndarray:
+        if tensor.datatype != "FP32":
+            raise InvalidInputError(f"input '{PIXELS_INPUT}' must be FP32, got {tensor.datatype}")
+        shape = list(tensor.shape)
+        if raw is not None:
+            if len(raw) % 4:
+                raise InvalidInputError(f"input '{PIXELS_INPUT}': {len(raw)} raw bytes is not a whole number of FP32")
+            values = np.frombuffer(raw, dtype="<f4")
+        else:
+            values = np.asarray(tensor.contents.fp32_contents, dtype=np.float32)
+        if any(d < 0 for d in shape) or values.size != int(np.prod(shape)):
+            raise InvalidInputError(f"input '{PIXELS_INPUT}' declares shape {shape} but carries {values.size} values")
+        return values.reshape(shape)
+
+    @staticmethod
+    def _response(
+        request: service_pb2.ModelInferRequest, result: Classification, wanted: list[str]
+    ) -> service_pb2.ModelInferResponse:
+        response = service_pb2.ModelInferResponse(
+            model_name=result.model_name, model_version=str(result.model_version), id=request.id
+        )
+        count = len(result.predictions)
+        k = len(result.predictions[0].classes) if count else 0
+        for output in wanted:
+            response.outputs.add(name=output, datatype="BYTES" if output == "classes" else "FP32", shape=[count, k])
+            if output == "classes":
+                response.raw_output_contents.append(
+                    serialize_bytes([label for p in result.predictions for label in p.classes])
+                )
+            else:
+                scores = np.stack([p.scores for p in result.predictions]).astype("<f4", copy=False)
+                response.raw_output_contents.append(scores.tobytes())
+        return response

@@ -1,0 +1,1 @@
+"""TF Serving's REST API (`/v1/models/...`) over the protocol-neutral data plane, on aiohttp."""

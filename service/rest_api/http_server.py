@@ -1,0 +1,242 @@
+"""TF Serving's REST API on aiohttp, on the server's own event loop, over the same data plane as gRPC.
+
+Routes and error bodies follow tensorflow_model_server's HTTP handler: `POST /v1/models/{name}[/versions/{v}]
+:predict|:classify`, `GET /v1/models/{name}[/versions/{v}]` (status) and `.../metadata`; failures answer
+`{"error": "<message>"}` with the HTTP status TF Serving maps the gRPC code to. Requests go through the data
+plane, so REST and gRPC requests for a model share its batcher and its batches. `/metrics` (Prometheus) is
+served from the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+from ..dataplane import DataPlane
+from ..errors import (
+    DeadlineExceededError,
+    InvalidInputError,
+    ModelExecutionError,
+    ModelNotFoundError,
+    ResourceExhaustedError,
+    ServingError,
+    UnavailableError,
+)
+from ..grpc_api.converters import image_bytes_from_serialized_examples
+from ..grpc_api.model_service import model_status_response
+from ..grpc_api.prediction_service import model_metadata_response
+from ..metrics import METRICS_PATHS
+from ..signatures import DEFAULT_SIGNATURE, INPUT_KEY_BY_SIGNATURE, PIXELS_SIGNATURE, SERIALIZED_EXAMPLES_SIGNATURE
+from . import json_codec
+
+_log = logging.getLogger(__name__)
+
+# tensorflow_model_server's own URL patterns (http_rest_api_handler.cc).
+_PREDICTION_PATH = re.compile(
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)"
+)
+_STATUS_PATH = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?")
+
+# The HTTP status TF Serving answers for each gRPC code (ToHTTPStatusCode in its net_http adapter).
+HTTP_STATUS_BY_ERROR: dict[type[ServingError], int] = {
+    ModelNotFoundError: 404,
+    InvalidInputError: 400,
+    ResourceExhaustedError: 429,
+    UnavailableError: 503,
+    DeadlineExceededError: 504,
+    ModelExecutionError: 500,
+}
+_OFF_LOOP_JSON_BYTES = 64 * 1024  # parse larger bodies in a thread: the loop keeps serving meanwhile
+
+MetricsExposition = Callable[[], tuple[bytes, str]]
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _http_status(error: ServingError) -> int:
+    for error_type in type(error).__mro__:
+        if error_type in HTTP_STATUS_BY_ERROR:
+            return HTTP_STATUS_BY_ERROR[error_type]  # type: ignore[index]
+    return 500
+
+
+def add_metrics_routes(app: web.Application, exposition: MetricsExposition) -> None:
+    """Serve Prometheus' text format at /metrics and at TF Serving's /monitoring/prometheus/metrics."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body, content_type = exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    for path in METRICS_PATHS:
+        app.router.add_get(path, metrics)
+
+
+class RestServer:
+    """An aiohttp application on the running loop; `start` binds, `stop` drains within the grace."""
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        metrics_exposition: MetricsExposition | None = None,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        shutdown_grace_seconds: float = 10.0,
+    ) -> None:
+        self._dataplane = dataplane
+        self._app = web.Application(client_max_size=max_body_bytes)
+        self._app.router.add_route("GET", "/v1/{path:.*}", self._handle_get)
+        self._app.router.add_route("POST", "/v1/{path:.*}", self._handle_post)
+        if metrics_exposition is not None:
+            add_metrics_routes(self._app, metrics_exposition)
+        self._started = False
+        self._runner = web.AppRunner(
+            self._app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_grace_seconds
+        )
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind and serve; returns the bound port (useful with port 0)."""
+        await self._runner.setup()
+        self._started = True
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        return int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Stop accepting connections; requests in flight get the shutdown grace to finish."""
+        if self._started:
+            await self._runner.cleanup()
+
+    # -- handlers --------------------------------------------------------------------------
+
+    async def _handle_get(self, request: web.Request) -> web.Response:
+        match = _STATUS_PATH.fullmatch(request.path)
+        if match is None or match.group(1) is None:
+            return error_response(404, f"Malformed request: GET {request.path}")
+        name, version_text, label, metadata = match.groups()
+
+        async def answer() -> dict[str, Any]:
+            version = _version(version_text, label)
+            if metadata:
+                response = model_metadata_response(self._dataplane.model(name, version))
+                signatures = response.metadata["signature_def"]
+                return {
+                    "model_spec": _as_json(response.model_spec),
+                    "metadata": {"signature_def": _as_json(_unpack_signature_map(signatures))},
+                }
+            return _as_json(model_status_response(self._dataplane.models, name, version))
+
+        return await self._answer(answer)
+
+    async def _handle_post(self, request: web.Request) -> web.Response:
+        match = _PREDICTION_PATH.fullmatch(request.path)
+        if match is None:
+            return error_response(404, f"Malformed request: POST {request.path}")
+        name, version_text, label, verb = match.groups()
+
+        async def answer() -> dict[str, Any]:
+            version = _version(version_text, label)
+            self._dataplane.model(name, version)  # NOT_FOUND before input errors, like TF Serving
+            body = await _json_body(request)
+            if verb.lower() == "predict":
+                return await self._predict(name, version, body)
+            if verb.lower() == "classify":
+                return await self._classify(name, version, body)
+            raise _Unimplemented("regress: image classifiers have no regression signature")
+
+        return await self._answer(answer)
+
+    async def _predict(self, name: str, version: int | None, body: dict[str, Any]) -> dict[str, Any]:
+        signature = _signature(body)
+        input_key = INPUT_KEY_BY_SIGNATURE.get(signature)
+        if input_key is None:
+            raise InvalidInputError(
+                f"signature '{signature}' cannot be served by predict; use one of {sorted(INPUT_KEY_BY_SIGNATURE)}"
+            )
+        values, row_format = json_codec.predict_input(body, input_key)
+        if signature == PIXELS_SIGNATURE:
+            pixels = json_codec.float_values(values, input_key)
+            served = self._dataplane.model(name, version)  # resolved again: the body was read since
+            result = await self._dataplane.classify_pixels(served, pixels, input_name=input_key)
+        else:
+            images = json_codec.bytes_values(values, input_key)
+            if signature == SERIALIZED_EXAMPLES_SIGNATURE:
+                images = image_bytes_from_serialized_examples(images, input_key)
+            served = self._dataplane.model(name, version)
+            result = await self._dataplane.classify_images(served, images, input_name=input_key)
+        return json_codec.predict_body(result.predictions, row_format)
+
+    async def _classify(self, name: str, version: int | None, body: dict[str, Any]) -> dict[str, Any]:
+        signature = _signature(body)
+        if signature != SERIALIZED_EXAMPLES_SIGNATURE:
+            raise InvalidInputError(
+                f"classify serves signature '{SERIALIZED_EXAMPLES_SIGNATURE}' (examples with "
+                f"'{json_codec.IMAGE_FEATURE}'), not '{signature}'"
+            )
+        images = json_codec.classify_images(body)
+        served = self._dataplane.model(name, version)
+        result = await self._dataplane.classify_images(served, images, input_name="examples")
+        return json_codec.classify_body(result.predictions)
+
+    @staticmethod
+    async def _answer(compute: Callable[[], Awaitable[dict[str, Any]]]) -> web.Response:
+        """Run a handler body; map every failure onto TF Serving's {"error": ...} with its HTTP status."""
+        try:
+            return web.json_response(await compute())
+        except ServingError as error:
+            return error_response(_http_status(error), str(error))
+        except _Unimplemented as error:
+            return error_response(501, str(error))
+        except web.HTTPRequestEntityTooLarge as error:
+            return error_response(413, error.text or "request body too large")
+        except Exception:
+            _log.exception("unexpected error in REST handler")
+            return error_response(500, "internal server error (logged on the server)")
+
+
+class _Unimplemented(Exception):
+    pass
+
+
+def _version(version_text: str | None, label: str | None) -> int | None:
+    if label is not None:
+        raise InvalidInputError(f"version labels are not supported (got '{label}'); use /versions/<number>")
+    return int(version_text) if version_text is not None else None
+
+
+def _signature(body: dict[str, Any]) -> str:
+    signature = body.get("signature_name", "") or DEFAULT_SIGNATURE
+    if not isinstance(signature, str):
+        raise InvalidInputError("'signature_name' must be a string")
+    return signature
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = await asyncio.to_thread(json.loads, raw) if len(raw) > _OFF_LOOP_JSON_BYTES else json.loads(raw)
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise InvalidInputError(f"JSON Parse error: {error}") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError("the request body must be a JSON object")
+    return body
+
+
+def _as_json(message: Any) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def _unpack_signature_map(packed: Any) -> get_model_metadata_pb2.SignatureDefMap:
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    packed.Unpack(signature_map)
+    return signature_map

@@ -1,0 +1,71 @@
+"""Warm-up requests from `assets.extra/tf_serving_warmup_requests`, as TF Serving honours them.
+
+The file is a TFRecord of `PredictionLog` protos (the format TF Serving documents); each record is turned
+into the images (or pixels) it carries so the model manager can run it before the version takes traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from google.protobuf.message import DecodeError
+from tensorflow_serving.apis import prediction_log_pb2
+
+from .errors import InvalidInputError
+from .grpc_api import converters
+from .signatures import (
+    ENCODED_IMAGES_SIGNATURE,
+    INPUT_KEY_BY_SIGNATURE,
+    PIXELS_SIGNATURE,
+    SERIALIZED_EXAMPLES_SIGNATURE,
+)
+from .runtime import ModelLoadError, read_tfrecords
+
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
+
+
+@dataclass(frozen=True)
+class WarmupRequest:
+    """One recorded request: encoded images to preprocess, or pixels `[N, H, W, 3]` ready to run."""
+
+    images: list[bytes] | None = None
+    pixels: np.ndarray | None = None
+
+
+def read_warmup_requests(version_dir: Path) -> list[WarmupRequest]:
+    """The requests recorded for `version_dir`, [] without a warm-up file; ModelLoadError if it is bad."""
+    path = version_dir / WARMUP_FILE
+    if not path.is_file():
+        return []
+    requests = []
+    for index, record in enumerate(read_tfrecords(path, MAX_WARMUP_RECORDS)):
+        log = prediction_log_pb2.PredictionLog()
+        try:
+            log.ParseFromString(record)
+            requests.append(_request_of(log))
+        except (DecodeError, InvalidInputError) as error:
+            raise ModelLoadError(f"{path}: record {index}: {error or 'not a PredictionLog'}") from None
+    return requests
+
+
+def _request_of(log: prediction_log_pb2.PredictionLog) -> WarmupRequest:
+    kind = log.WhichOneof("log_type")
+    if kind == "classify_log":
+        return WarmupRequest(images=converters.image_bytes_from_input(log.classify_log.request.input))
+    if kind != "predict_log":
+        raise InvalidInputError(f"{kind or 'an empty log'} cannot warm up an image classifier; record predict_log or classify_log")
+    request = log.predict_log.request
+    signature = request.model_spec.signature_name or SERIALIZED_EXAMPLES_SIGNATURE
+    input_key = INPUT_KEY_BY_SIGNATURE.get(signature)
+    if input_key is None or input_key not in request.inputs:
+        raise InvalidInputError(f"predict_log needs signature {sorted(INPUT_KEY_BY_SIGNATURE)} and its input")
+    tensor = request.inputs[input_key]
+    if signature == PIXELS_SIGNATURE:
+        return WarmupRequest(pixels=converters.float_array(tensor, input_key))
+    values = converters.string_vector(tensor, input_key)
+    if signature != ENCODED_IMAGES_SIGNATURE:
+        values = converters.image_bytes_from_serialized_examples(values, input_key)
+    return WarmupRequest(images=values)

@@ -1,0 +1,264 @@
+"""Model lifecycle on the real server: several models from --model_config_file, version polling and hot reload
+under load, a corrupt version refused, warm-up (allowed sizes and assets.extra/tf_serving_warmup_requests).
+
+One server serves two models from a config file: `live` (latest version, its directory polled every 0.2 s)
+and `multi` (policy `all`: versions 1 and 2 side by side).
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from conftest import TINY_LABELS, build_tiny_classifier
+from imaging import jpeg, png
+from rest_client import b64, rest_call
+from server_process import ServerProcess
+from service.model_config import VersionPolicy, parse_model_config
+from tf_serving_client import classify_request, predict_outputs, predict_request
+
+_State = get_model_status_pb2.ModelVersionStatus.State
+IMAGE = jpeg(41)
+
+
+@pytest.fixture(scope="module")
+def tiny_v2(tmp_path_factory) -> Path:
+    """Version 2 of the tiny model: same architecture, other weights, so its scores differ from version 1."""
+    from model_export import export_classifier
+
+    base = tmp_path_factory.mktemp("tiny_v2") / "tiny"
+    export_classifier(build_tiny_classifier(seed=8), TINY_LABELS, base, version=2, top_k=5, preprocessing="unit")
+    return base / "2"
+
+
+def publish(source: Path, base: Path, version: int, *, corrupt: bool = False) -> None:
+    """Drop a version into `base` the way a trainer should: staged under a hidden name, then renamed."""
+    staging = base / f".staging-{version}"
+    shutil.copytree(source, staging)
+    if corrupt:
+        data = next((staging / "variables").glob("variables.data-*"))
+        data.write_bytes(data.read_bytes()[:100])  # a half-copied checkpoint
+    staging.rename(base / str(version))
+
+
+def write_warmup_requests(version_dir: Path) -> None:
+    """TF Serving's warm-up file: a TFRecord of PredictionLogs (here one Predict and one Classify)."""
+    path = version_dir / "assets.extra" / "tf_serving_warmup_requests"
+    path.parent.mkdir()
+    logs = [
+        prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=predict_request("live", [jpeg(1), png(2)]))
+        ),
+        prediction_log_pb2.PredictionLog(
+            classify_log=prediction_log_pb2.ClassifyLog(request=classify_request("live", [jpeg(3)]))
+        ),
+    ]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+
+
+class Served:
+    def __init__(self, server: ServerProcess, live_base: Path, first_latency: float, later_latencies: list[float]):
+        self.server, self.live_base = server, live_base
+        self.first_latency, self.later_latencies = first_latency, later_latencies
+
+    def predict(self, model: str, version: int | None = None):
+        request = predict_request(model, [IMAGE])
+        if version is not None:
+            request.model_spec.version.value = version
+        with self.server.channel() as channel:
+            return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, 10.0)
+
+    def status(self, model: str) -> list[tuple[int, str, str]]:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        with self.server.channel() as channel:
+            response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, 10.0)
+        return [(s.version, _State.Name(s.state), s.status.error_message) for s in response.model_version_status]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_model_base, tiny_v2):
+    root = tmp_path_factory.mktemp("lifecycle")
+    live, multi = root / "live", root / "multi"
+    shutil.copytree(tiny_model_base / "1", live / "1")
+    write_warmup_requests(live / "1")
+    shutil.copytree(tiny_model_base / "1", multi / "1")
+    shutil.copytree(tiny_v2, multi / "2")
+    config = root / "models.config"
+    config.write_text(
+        f"""model_config_list {{
+          config {{ name: "live" base_path: "{live}" model_platform: "tensorflow" }}
+          config {{ name: "multi" base_path: "{multi}" model_platform: "tensorflow"
+                    model_version_policy {{ all {{}} }} }}
+        }}"""
+    )
+    with ServerProcess(
+        live, f"--model_config_file={config}", "--file_system_poll_wait_seconds=0.2",
+        "--enable_batching=true", "--max_batch_size=8", model_name="ignored",
+    ) as server:
+        # The first request after SERVING, then later ones, on a connected channel (no connect time counted).
+        with server.channel() as channel:
+            grpc.channel_ready_future(channel).result(timeout=10)
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            latencies = []
+            for _ in range(21):
+                started = time.perf_counter()
+                stub.Predict(predict_request("live", [IMAGE]), 10.0)
+                latencies.append(time.perf_counter() - started)
+        yield Served(server, live, latencies[0], latencies[1:])
+
+
+def test_warm_up_before_serving_and_first_request_is_warm(served, record_property):
+    log = served.server.log
+    assert "warmed up" in log and "batch sizes [1, 8], 2 request(s) from assets.extra/tf_serving_warmup_requests" in log
+    assert log.index("warmed up") < log.index("ready:")
+    median = statistics.median(served.later_latencies)
+    record_property("first_request_ms", round(served.first_latency * 1000, 2))
+    record_property("later_median_ms", round(median * 1000, 2))
+    print(f"\nfirst request after SERVING: {served.first_latency * 1000:.1f} ms; "
+          f"median of the next {len(served.later_latencies)}: {median * 1000:.1f} ms")
+    assert len(served.later_latencies) == 20
+
+
+def test_two_models_from_config_file_side_by_side(served):
+    assert [(v, s) for v, s, _ in served.status("multi")] == [(1, "AVAILABLE"), (2, "AVAILABLE")]
+    v1, v2, latest = served.predict("multi", 1), served.predict("multi", 2), served.predict("multi")
+    assert (v1.model_spec.version.value, v2.model_spec.version.value, latest.model_spec.version.value) == (1, 2, 2)
+    assert not np.allclose(predict_outputs(v1)[1], predict_outputs(v2)[1], atol=1e-4)  # other weights
+    np.testing.assert_allclose(predict_outputs(latest)[1], predict_outputs(v2)[1], atol=1e-6)
+    status, body = rest_call(
+        served.server.metrics_port, "POST", "/v1/models/multi/versions/1:predict",
+        {"signature_name": "predict_images", "instances": [b64(IMAGE)]},
+    )
+    assert status == 200
+    np.testing.assert_allclose(body["predictions"][0]["scores"], predict_outputs(v1)[1][0], atol=1e-6)
+    served.predict("live")
+    for model in ("live", "multi"):  # each model has its own batcher and its own series
+        assert served.server.metric_value("inference_batch_size_count", f'model="{model}"') > 0
+
+
+def test_new_version_under_load_is_picked_up_with_zero_failures(served, tiny_v2):
+    stop = threading.Event()
+    deadline = time.monotonic() + 120  # the load stops by itself even if the test fails midway
+    grpc_answers: list[tuple[int, np.ndarray]] = []
+    rest_answers: list[list[float]] = []
+    failures: list[str] = []
+    states_seen: set[tuple[int, str]] = set()
+
+    def grpc_load():
+        with served.server.channel() as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    response = stub.Predict(predict_request("live", [IMAGE]), 10.0)
+                    grpc_answers.append((response.model_spec.version.value, predict_outputs(response)[1][0]))
+                except grpc.RpcError as error:
+                    failures.append(f"grpc {error.code()}: {error.details()}")
+
+    def rest_load():
+        while not stop.is_set() and time.monotonic() < deadline:
+            status, body = rest_call(
+                served.server.metrics_port, "POST", "/v1/models/live:predict",
+                {"signature_name": "predict_images", "instances": [b64(IMAGE)]},
+            )
+            if status == 200:
+                rest_answers.append(body["predictions"][0]["scores"])
+            else:
+                failures.append(f"rest {status}: {body}")
+
+    def watch_status():
+        while not stop.is_set() and time.monotonic() < deadline:
+            states_seen.update((v, s) for v, s, _ in served.status("live"))
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=t) for t in (grpc_load, grpc_load, rest_load, watch_status)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        assert grpc_answers and grpc_answers[-1][0] == 1
+        publish(tiny_v2, served.live_base, 2)
+        while not any(version == 2 for version, _ in grpc_answers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # keep the load on while version 1 drains and unloads
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+
+    print(f"\nreload under load: {len(grpc_answers)} gRPC + {len(rest_answers)} REST requests, "
+          f"{len(failures)} failed; states seen {sorted(states_seen)}")
+    assert failures == []
+    versions = [version for version, _ in grpc_answers]
+    assert versions[0] == 1 and versions[-1] == 2
+    v1_scores = next(s for v, s in grpc_answers if v == 1)
+    v2_scores = next(s for v, s in grpc_answers if v == 2)
+    assert not np.allclose(v1_scores, v2_scores, atol=1e-4)  # really the new model's answers
+    assert len(rest_answers) > 0
+    assert {(1, "AVAILABLE"), (2, "LOADING"), (2, "AVAILABLE")} <= states_seen
+    final = [(v, s) for v, s, _ in served.status("live")]
+    assert final == [(1, "END"), (2, "AVAILABLE")]
+
+
+def test_corrupt_new_version_is_refused_and_the_old_keeps_serving(served, tiny_v2):
+    serving_before = served.predict("live").model_spec.version.value
+    publish(tiny_v2, served.live_base, 100, corrupt=True)
+    deadline = time.monotonic() + 60
+    while not any(v == 100 and s == "END" for v, s, _ in served.status("live")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [(_, state, error)] = [entry for entry in served.status("live") if entry[0] == 100]
+    assert state == "END" and "cannot load SavedModel" in error
+    assert any(v == serving_before and s == "AVAILABLE" for v, s, _ in served.status("live"))
+    assert served.predict("live").model_spec.version.value == serving_before
+    assert "refused model live version 100" in served.server.log
+
+
+# --- the config file itself (no server) ---
+
+
+def test_config_file_policies_and_relative_paths(tmp_path):
+    sources = parse_model_config(
+        """model_config_list {
+             config { name: "a" base_path: "models/a" model_platform: "tensorflow" }
+             config { name: "b" base_path: "/srv/b" model_version_policy { specific { versions: 3 versions: 1 } } }
+             config { name: "c" base_path: "/srv/c" model_version_policy { latest { num_versions: 2 } } }
+           }""",
+        relative_to=tmp_path,
+    )
+    assert [s.name for s in sources] == ["a", "b", "c"]
+    assert sources[0].base_path == tmp_path / "models" / "a"
+    assert sources[0].policy.aspired([1, 2, 5]) == {5}
+    assert sources[1].policy == VersionPolicy("specific", versions=(1, 3)) and sources[1].policy.aspired([1, 2]) == {1}
+    assert sources[2].policy.aspired([1, 2, 5]) == {2, 5}
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('model_config_list { config { name: "a" base_pth: "/x" } }', "base_pth"),
+        ('model_config_list { config { name: "a" } }', "base_path is required"),
+        ('model_config_list { config { name: "a" base_path: "/x" model_platform: "onnx" } }', "onnx"),
+        ('model_config_list { config { name: "a" base_path: "/x" } config { name: "a" base_path: "/y" } }', "twice"),
+        ("model_config_list { }", "names no model"),
+    ],
+    ids=["typo", "no-base-path", "platform", "duplicate", "empty"],
+)
+def test_config_file_errors_name_the_problem(text, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        parse_model_config(text)

@@ -1,0 +1,126 @@
+"""TF Serving's REST API on the real server: predict (row and columnar), classify, status, metadata, errors.
+
+Answers are compared with the same server's gRPC Predict: both protocols run the same data plane.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from conftest import TINY_LABELS
+from imaging import jpeg, png
+from rest_client import b64, rest_call
+from tf_serving_client import image_example, predict_outputs, predict_request
+
+MODEL = "tiny"
+IMAGES = [jpeg(11), png(12), jpeg(13)]
+
+
+@pytest.fixture(scope="module")
+def port(tiny_server) -> int:
+    return tiny_server.metrics_port
+
+
+@pytest.fixture(scope="module")
+def grpc_answer(tiny_server):
+    with tiny_server.channel() as channel:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(predict_request(MODEL, IMAGES), 10.0)
+    return predict_outputs(response)
+
+
+def test_predict_row_format_matches_grpc(port, grpc_answer):
+    status, body = rest_call(
+        port, "POST", f"/v1/models/{MODEL}:predict",
+        {"signature_name": "predict_images", "instances": [b64(image) for image in IMAGES]},
+    )
+    assert status == 200, body
+    want_classes, want_scores = grpc_answer
+    assert [p["classes"] for p in body["predictions"]] == [[c.decode() for c in row] for row in want_classes]
+    np.testing.assert_allclose([p["scores"] for p in body["predictions"]], want_scores, atol=1e-6)
+
+
+def test_predict_columnar_format_with_named_input_and_version(port, grpc_answer):
+    status, body = rest_call(
+        port, "POST", f"/v1/models/{MODEL}/versions/1:predict",
+        {"signature_name": "predict_images", "inputs": {"images": [b64(image) for image in IMAGES]}},
+    )
+    assert status == 200, body
+    assert set(body["outputs"]) == {"classes", "scores"}
+    np.testing.assert_allclose(body["outputs"]["scores"], grpc_answer[1], atol=1e-6)
+    assert all(label in TINY_LABELS for row in body["outputs"]["classes"] for label in row)
+
+
+def test_predict_row_objects_on_default_signature_take_serialized_examples(port, grpc_answer):
+    instances = [{"inputs": b64(image_example(image).SerializeToString())} for image in IMAGES]
+    status, body = rest_call(port, "POST", f"/v1/models/{MODEL}:predict", {"instances": instances})
+    assert status == 200, body
+    np.testing.assert_allclose([p["scores"] for p in body["predictions"]], grpc_answer[1], atol=1e-6)
+
+
+def test_predict_pixels_signature_takes_nested_float_lists(port):
+    pixels = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    status, body = rest_call(
+        port, "POST", f"/v1/models/{MODEL}:predict",
+        {"signature_name": "classify_pixels", "instances": pixels.tolist()},
+    )
+    assert status == 200, body
+    scores = np.array([p["scores"] for p in body["predictions"]])
+    assert scores.shape == (2, 5) and np.all(np.diff(scores, axis=1) <= 0)
+
+
+def test_classify_returns_label_score_pairs(port, grpc_answer):
+    examples = [{"image/encoded": b64(image)} for image in IMAGES]
+    status, body = rest_call(port, "POST", f"/v1/models/{MODEL}:classify", {"examples": examples})
+    assert status == 200, body
+    assert len(body["results"]) == 3
+    for result, want_classes, want_scores in zip(body["results"], *grpc_answer):
+        assert [label for label, _ in result] == [c.decode() for c in want_classes]
+        np.testing.assert_allclose([score for _, score in result], want_scores, atol=1e-6)
+
+
+def test_status_and_metadata_in_tf_serving_json(port):
+    status, body = rest_call(port, "GET", f"/v1/models/{MODEL}")
+    assert status == 200
+    assert body == {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
+    status, body = rest_call(port, "GET", f"/v1/models/{MODEL}/versions/1/metadata")
+    assert status == 200
+    assert body["model_spec"] == {"name": MODEL, "version": "1", "signature_name": ""}
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    assert {"predict_images", "serving_default", "classify_pixels"} <= set(signatures)
+    assert signatures["predict_images"]["inputs"]["images"]["dtype"] == "DT_STRING"
+    assert set(signatures["predict_images"]["outputs"]) == {"classes", "scores"}
+
+
+@pytest.mark.parametrize(
+    "method, path, body, status, fragment",
+    [
+        ("POST", "/v1/models/nope:predict", {"instances": []}, 404, "nope"),
+        ("POST", f"/v1/models/{MODEL}/versions/9:predict", {"instances": []}, 404, "version 9"),
+        ("GET", "/v1/models/nope", None, 404, "nope"),
+        ("POST", f"/v1/models/{MODEL}:predict", b"{not json", 400, "JSON Parse error"),
+        ("POST", f"/v1/models/{MODEL}:predict", {"signature_name": "predict_images"}, 400, "instances"),
+        ("POST", f"/v1/models/{MODEL}:predict", {"signature_name": "bogus", "instances": []}, 400, "bogus"),
+        ("POST", f"/v1/models/{MODEL}:predict",
+         {"signature_name": "predict_images", "instances": [{"b64": "%%%"}]}, 400, "images[0]"),
+        ("POST", f"/v1/models/{MODEL}:predict",
+         {"signature_name": "predict_images", "instances": [b64(b"not an image")]}, 400, "images[0]"),
+        ("POST", f"/v1/models/{MODEL}:predict",
+         {"signature_name": "predict_images", "instances": [{"pictures": b64(b"x")}]}, 400, "pictures"),
+        ("POST", f"/v1/models/{MODEL}:classify", {"examples": [{"other": 1}]}, 400, "examples[0]"),
+        ("POST", f"/v1/models/{MODEL}:regress", {"examples": []}, 501, "regress"),
+        ("POST", "/v1/nonsense", {}, 404, "Malformed request"),
+    ],
+    ids=["unknown-model", "unknown-version", "status-unknown-model", "bad-json", "no-instances",
+         "unknown-signature", "bad-base64", "undecodable", "wrong-input-name", "example-without-image",
+         "regress", "bad-path"],
+)
+def test_errors_are_tf_serving_json_with_http_status(port, method, path, body, status, fragment):
+    got_status, got_body = rest_call(port, method, path, body)
+    assert got_status == status, got_body
+    assert set(got_body) == {"error"} and fragment in got_body["error"]
