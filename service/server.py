@@ -108,7 +108,7 @@ class ModelServer:
         self.rest = RestServer(
             self.dataplane,
             metrics_exposition=self.metrics.exposition,
-            max_body_bytes=message_limit,
+            max_body_bytes=settings.grpc_max_message_bytes,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
         )
         self.grpc_port = 0
