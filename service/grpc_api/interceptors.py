@@ -7,12 +7,13 @@ log line never disagree about what a request got. Streaming RPCs (health Watch, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any, Awaitable, Callable
 
 import grpc
-from opentelemetry.trace import NoOpTracer, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, NoOpTracer, SpanKind, StatusCode, Tracer
 
 from ..metrics import UNKNOWN_MODEL, ServingMetrics
 from ..tracing import extract_context
@@ -20,7 +21,6 @@ from ..tracing import extract_context
 access_log = logging.getLogger("service.access")
 
 HEALTH_SERVICE = "grpc.health.v1.Health"  # probes: counted, but neither traced nor access-logged
-_NO_TRACER = NoOpTracer()
 
 # Server-side span status per OpenTelemetry's gRPC conventions: these codes are the server's fault.
 _SERVER_ERRORS = frozenset(
@@ -66,25 +66,54 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     ) -> None:
         self._metrics = metrics
         self._tracer = tracer
+        self._tracing = not isinstance(tracer, NoOpTracer)
         self._is_served = is_served
         self._access_log = access_log_enabled
+        # This runs on every RPC: wrapped handlers are built once per method and metric children once
+        # per label set, so the per-call cost is dict lookups, not handler or label construction.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._series: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._counters: dict[tuple[str, str, grpc.StatusCode], Any] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
+        full_method = handler_call_details.method  # "/package.Service/Method"
+        cached = self._wrapped.get(full_method)
+        if cached is not None:
+            return cached
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        full_method = handler_call_details.method  # "/package.Service/Method"
         service, _, method = full_method.lstrip("/").partition("/")
         observed = self._observe(handler.unary_unary, service, method, observable=service != HEALTH_SERVICE)
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             observed,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[full_method] = wrapped
+        return wrapped
+
+    def _request_series(self, model: str, method: str) -> tuple[Any, Any]:
+        """(in-flight gauge, latency histogram) children for this model and method."""
+        series = self._series.get((model, method))
+        if series is None:
+            series = self._series[(model, method)] = (
+                self._metrics.inflight.labels(model=model),
+                self._metrics.request_seconds.labels(model=model, method=method),
+            )
+        return series
+
+    def _request_counter(self, model: str, method: str, code: grpc.StatusCode) -> Any:
+        counter = self._counters.get((model, method, code))
+        if counter is None:
+            counter = self._counters[(model, method, code)] = self._metrics.requests.labels(
+                model=model, method=method, code=code.name
+            )
+        return counter
 
     def _model_label(self, request: Any) -> str:
         name = requested_model(request)
@@ -96,26 +125,29 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         self, behaviour: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], service: str, method: str,
         *, observable: bool,
     ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
-        metrics = self._metrics
         span_name = f"{service}/{method}"
+        traced = observable and self._tracing
 
-        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            model = self._model_label(request)
-            inflight = metrics.inflight.labels(model=model)
-            inflight.inc()
-            code = grpc.StatusCode.OK
-            parent = extract_context(context.invocation_metadata()) if observable else None
-            tracer = self._tracer if observable else _NO_TRACER
-            with tracer.start_as_current_span(
+        def server_span(context: grpc.aio.ServicerContext) -> Any:
+            if not traced:  # tracing off: no context extraction, no attributes, a non-recording span
+                return contextlib.nullcontext(INVALID_SPAN)
+            return self._tracer.start_as_current_span(
                 span_name,
-                context=parent,
+                context=extract_context(context.invocation_metadata()),
                 kind=SpanKind.SERVER,
                 attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method,
                             **_peer_attributes(context.peer())},
                 record_exception=False,
                 set_status_on_exception=False,
-            ) as span:
+            )
+
+        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            model = self._model_label(request)
+            inflight, request_seconds = self._request_series(model, method)
+            inflight.inc()
+            code = grpc.StatusCode.OK
+            with server_span(context) as span:
                 try:
                     response = await behaviour(request, context)
                     code = _status_of(context) or grpc.StatusCode.OK
@@ -135,10 +167,11 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     seconds = time.perf_counter() - started
                     inflight.dec()
-                    metrics.requests.labels(model=model, method=method, code=code.name).inc()
-                    metrics.request_seconds.labels(model=model, method=method).observe(seconds)
-                    span.set_attribute("rpc.grpc.status_code", code.value[0])
-                    if code in _SERVER_ERRORS:
+                    self._request_counter(model, method, code).inc()
+                    request_seconds.observe(seconds)
+                    if traced:
+                        span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    if traced and code in _SERVER_ERRORS:
                         span.set_status(StatusCode.ERROR, context.details() or code.name)
                     if self._access_log and observable:
                         access_log.info(
