@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,10 @@ CONNECTION_AGE_MS = 500
 
 @pytest.fixture(scope="module")
 def replicas(tiny_model_base) -> Iterator[list[ServerProcess]]:
+    # The shutdown delay is the window in which health says NOT_SERVING while the replica still serves:
+    # health-checking clients (and Kubernetes endpoints) move away before it stops accepting.
     flags = ("--enable_batching=true", "--max_batch_size=8", "--shutdown_grace_seconds=10",
+             "--shutdown_delay_seconds=1",
              f"--grpc_max_connection_age_ms={CONNECTION_AGE_MS}", "--grpc_max_connection_age_grace_ms=1000")
     servers = [ServerProcess(tiny_model_base, *flags, model_name=MODEL, wait=False) for _ in range(3)]
     try:
@@ -49,8 +53,11 @@ def images_computed(server: ServerProcess) -> float:
 
 
 def round_robin_channel(servers: list[ServerProcess]) -> grpc.Channel:
+    """round_robin over the replicas with gRPC client-side health checking: a replica whose health turns
+    NOT_SERVING (draining) leaves the rotation before it stops accepting, so no request races its stop."""
     target = "ipv4:" + ",".join(server.address for server in servers)
-    return grpc.insecure_channel(target, options=[("grpc.lb_policy_name", "round_robin")])
+    service_config = {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}}
+    return grpc.insecure_channel(target, options=[("grpc.service_config", json.dumps(service_config))])
 
 
 def test_round_robin_spreads_requests_and_a_draining_replica_loses_nothing(replicas):
