@@ -10,7 +10,7 @@ Typical use::
 See :class:`Batcher` for the full contract.
 """
 
-from .batcher import Batcher
+from .batcher import Batcher, Reservation
 from .errors import (
     BatcherClosedError,
     BatchingError,
@@ -24,6 +24,7 @@ from .parameters import BatchingParameters
 
 __all__ = [
     "Batcher",
+    "Reservation",
     "BatchingParameters",
     "BatchListener",
     "BatchInfo",

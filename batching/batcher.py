@@ -18,7 +18,7 @@ from .errors import BatcherClosedError, BatchTimeoutError, DeadlineExceededError
 from .listener import BatchInfo, BatchListener
 from .parameters import BatchingParameters
 
-__all__ = ["Batcher"]
+__all__ = ["Batcher", "Reservation"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ class Batcher(Generic[T, R]):
         # (removal from the middle is O(n)); _queue_depth counts only live ones.
         self._queue: deque[_Item] = deque()
         self._queue_depth = 0
+        self._reserved = 0  # room held for items still being prepared (see reserve())
         self._dropped_in_queue = 0
         self._running_batches = 0
         self._batch_ids = itertools.count(1)
@@ -166,6 +167,39 @@ class Batcher(Generic[T, R]):
         return self._queue_depth
 
     @property
+    def reserved(self) -> int:
+        """Items admitted by reserve() and not yet submitted (e.g. images still being decoded)."""
+        return self._reserved
+
+    def reserve(self, count: int) -> "Reservation":
+        """Hold queue room for ``count`` items that are still being prepared.
+
+        Admission then happens before the caller's preparation work (decoding, say), not after it:
+        under overload a request is refused at once instead of after waiting for its turn to be
+        prepared, and the work admitted is bounded by the same ``max_enqueued_items``. Use as a
+        context manager and pass it to ``submit(reservation=...)``; leaving the block unused gives
+        the room back. Raises ``QueueFullError`` or ``BatcherClosedError`` like ``submit``.
+        """
+        if count <= 0:
+            raise ValueError("reserve() needs at least one item")
+        if self._closed:
+            self._notify("on_rejected", count, "closed")
+            raise BatcherClosedError(f"batcher {self._name!r} is closed")
+        self._check_room(count)
+        self._reserved += count
+        return Reservation(self, count)
+
+    def _check_room(self, count: int) -> None:
+        limit = self._parameters.max_enqueued_items
+        if self._queue_depth + self._reserved + count > limit:
+            self._notify("on_rejected", count, "queue_full")
+            admitted = f" (+{self._reserved} admitted, not yet submitted)" if self._reserved else ""
+            raise QueueFullError(
+                f"batcher {self._name!r}: {self._queue_depth} of {limit} queued items{admitted}, "
+                f"no room for {count} more"
+            )
+
+    @property
     def running_batches(self) -> int:
         """Batches handed to a batch thread and not yet finished."""
         return self._running_batches
@@ -188,7 +222,12 @@ class Batcher(Generic[T, R]):
         self._dispatcher.add_done_callback(self._on_dispatcher_exit)
 
     async def submit(
-        self, items: Sequence[T], *, deadline: float | None = None, context: object = None
+        self,
+        items: Sequence[T],
+        *,
+        deadline: float | None = None,
+        context: object = None,
+        reservation: "Reservation | None" = None,
     ) -> list[R]:
         """Run ``items`` through the model and return their results, in order.
 
@@ -197,22 +236,20 @@ class Batcher(Generic[T, R]):
         context, so a batch can be linked to the requests it served). Raises ``QueueFullError`` (nothing
         enqueued), ``DeadlineExceededError``, ``ItemError`` or ``BatcherClosedError``; see the
         class docstring. A request larger than ``max_enqueued_items`` can never be accepted.
+        With a ``reservation`` from ``reserve(len(items))`` the room is already held.
         """
         count = len(items)
         if count == 0:
             raise ValueError("submit() needs at least one item")
+        if reservation is not None:
+            reservation.consume(self, count)
         if self._closed:
             self._notify("on_rejected", count, "closed")
             raise BatcherClosedError(f"batcher {self._name!r} is closed")
         self.start()
         loop = asyncio.get_running_loop()
-        limit = self._parameters.max_enqueued_items
-        if self._queue_depth + count > limit:
-            self._notify("on_rejected", count, "queue_full")
-            raise QueueFullError(
-                f"batcher {self._name!r}: {self._queue_depth} of {limit} queued items, "
-                f"no room for {count} more"
-            )
+        if reservation is None:
+            self._check_room(count)
         now = loop.time()
         if deadline is not None and deadline <= now:
             self._notify("on_rejected", count, "deadline")
@@ -494,3 +531,30 @@ def _checked_outputs(outputs: Any, expected: int) -> Sequence[Any]:
     if actual != expected:
         raise RuntimeError(f"run_batch returned {actual} results for a batch of {expected} items")
     return outputs
+
+
+class Reservation:
+    """Queue room held by ``Batcher.reserve``; consumed by ``submit`` or given back on exit."""
+
+    __slots__ = ("_batcher", "count", "_held")
+
+    def __init__(self, batcher: Batcher[Any, Any], count: int) -> None:
+        self._batcher = batcher
+        self.count = count
+        self._held = True
+
+    def consume(self, batcher: Batcher[Any, Any], count: int) -> None:
+        if batcher is not self._batcher or count != self.count or not self._held:
+            raise ValueError(f"reservation for {self.count} items does not cover this submit of {count}")
+        self.release()
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._batcher._reserved -= self.count
+
+    def __enter__(self) -> "Reservation":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()

@@ -18,7 +18,7 @@ import numpy as np
 from opentelemetry import trace
 
 from batching import BatcherClosedError, BatchTimeoutError, DeadlineExceededError as BatchDeadlineExceeded
-from batching import ItemError, QueueFullError
+from batching import ItemError, QueueFullError, Reservation
 
 from .errors import (
     DeadlineExceededError,
@@ -107,9 +107,12 @@ class DataPlane:
         with served.lease(), self._admitted():
             self._check_count(len(images), input_name)
             _describe_request(served, len(images))
-            with self._tracer.start_as_current_span("decode", attributes={ATTR_IMAGES: len(images)}):
-                pixels = await self._decode_all(served, images, input_name)
-            return await self._run(served, pixels, input_name, deadline)
+            # Queue room is taken before decoding: under overload the request is refused now, not
+            # after waiting behind every other admitted image for a decode thread.
+            with self._reserve(served, len(images)) as reservation:
+                with self._tracer.start_as_current_span("decode", attributes={ATTR_IMAGES: len(images)}):
+                    pixels = await self._decode_all(served, images, input_name)
+                return await self._run(served, pixels, input_name, deadline, reservation)
 
     async def classify_pixels(
         self,
@@ -159,17 +162,29 @@ class DataPlane:
                 raise outcome
         return decoded  # type: ignore[return-value]
 
+    @staticmethod
+    def _reserve(served: ServedVersion, count: int) -> Reservation:
+        try:
+            return served.batcher.reserve(count)  # type: ignore[union-attr]
+        except QueueFullError:
+            raise ResourceExhaustedError(_queue_full_message(served)) from None
+        except BatcherClosedError:
+            raise UnavailableError(f"model '{served.name}' version {served.version} is shutting down") from None
+
     async def _run(
-        self, served: ServedVersion, items: list[np.ndarray], input_name: str, deadline: float | None
+        self,
+        served: ServedVersion,
+        items: list[np.ndarray],
+        input_name: str,
+        deadline: float | None,
+        reservation: Reservation | None = None,
     ) -> Classification:
         try:
             predictions = await served.batcher.submit(  # type: ignore[union-attr]
-                items, deadline=deadline, context=current_span_context()
+                items, deadline=deadline, context=current_span_context(), reservation=reservation
             )
         except QueueFullError:
-            raise ResourceExhaustedError(
-                f"model '{served.name}' queue is full ({served.batcher.queue_depth} images waiting): retry later"  # type: ignore[union-attr]
-            ) from None
+            raise ResourceExhaustedError(_queue_full_message(served)) from None
         except BatchDeadlineExceeded:
             raise DeadlineExceededError(f"deadline passed while {input_name} waited for the model") from None
         except BatcherClosedError:
@@ -187,6 +202,14 @@ class DataPlane:
                 f"model '{served.name}' failed on {input_name}[{error.index}]: {error.cause}"
             ) from error
         return Classification(model_name=served.name, model_version=served.version, predictions=predictions)
+
+
+def _queue_full_message(served: ServedVersion) -> str:
+    batcher = served.batcher
+    return (
+        f"model '{served.name}' queue is full ({batcher.queue_depth} images waiting, "  # type: ignore[union-attr]
+        f"{batcher.reserved} being decoded): retry later"  # type: ignore[union-attr]
+    )
 
 
 def _describe_request(served: ServedVersion, images: int) -> None:

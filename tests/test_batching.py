@@ -360,6 +360,35 @@ async def test_full_queue_refuses_at_once_and_enqueues_nothing(gate: threading.E
     assert 4 not in model.computed and 5 not in model.computed
 
 
+async def test_reserved_room_counts_against_the_queue_bound_until_submitted_or_released(
+    gate: threading.Event,
+) -> None:
+    """Admission before preparation: room reserved for items still being decoded is refused to others."""
+    model = FakeModel(gate=gate)
+    listener = RecordingListener()
+    async with make_batcher(model, listener, max_batch_size=2, max_enqueued_batches=2) as batcher:
+        busy = await hold_model_busy(batcher)
+        with batcher.reserve(3) as reservation:
+            assert batcher.reserved == 3 and batcher.queue_depth == 0
+            with pytest.raises(QueueFullError, match="0 of 4 queued items \\(\\+3 admitted"):
+                await batcher.submit([4, 5])
+            queued = asyncio.ensure_future(batcher.submit([1, 2, 3], reservation=reservation))
+            await eventually(lambda: batcher.queue_depth == 3)
+            assert batcher.reserved == 0, "submitting consumes the reservation"
+        with batcher.reserve(1):
+            pass  # prepared nothing: leaving the block gives the room back
+        assert batcher.reserved == 0
+        with pytest.raises(ValueError, match="does not cover"):
+            with batcher.reserve(1) as reservation:
+                await batcher.submit([6, 7], reservation=reservation)
+        assert batcher.reserved == 0
+        gate.set()
+        assert await queued == [10, 20, 30]
+        await busy
+    assert listener.rejected == [(2, "queue_full")]
+    assert 4 not in model.computed and 6 not in model.computed
+
+
 async def test_queue_depth_counts_exactly_the_live_queued_items(gate: threading.Event) -> None:
     model = FakeModel(gate=gate)
     async with make_batcher(model, max_batch_size=4) as batcher:
