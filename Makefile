@@ -7,7 +7,7 @@ MODEL_BASE_PATH ?= $(CURDIR)/models/inception
 MODEL_VERSION ?= 1
 PORT ?= 8500
 REST_API_PORT ?= 8501
-SERVE_FLAGS ?= --enable_batching=true
+SERVE_FLAGS ?= --enable_batching=true --max_batch_size=16
 WEIGHTS ?=
 OVERLAY ?= cpu
 
