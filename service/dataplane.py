@@ -27,6 +27,7 @@ from .errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from . import self_warmup
 from .image_limits import ImageTooLargeError, check_pixel_count
 from .model_manager import ModelManager, ServedVersion
 from .runtime import ImageDecodeError, Prediction
@@ -181,7 +182,10 @@ class DataPlane:
     ) -> Classification:
         try:
             predictions = await served.batcher.submit(  # type: ignore[union-attr]
-                items, deadline=deadline, context=current_span_context(), reservation=reservation
+                items,
+                deadline=deadline,
+                context=self_warmup.BATCH_ITEM_CONTEXT if self_warmup.in_warmup() else current_span_context(),
+                reservation=reservation,
             )
         except QueueFullError:
             raise ResourceExhaustedError(_queue_full_message(served)) from None

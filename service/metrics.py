@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from batching import BatchInfo, BatchListener
 
 from .model_manager import ModelManager, VersionState
+from .self_warmup import is_warmup_batch
 
 _log = logging.getLogger(__name__)
 
@@ -172,6 +173,8 @@ class _MetricsListener(BatchListener):
         self._metrics.rejected.labels(model=self._model, reason=reason).inc(count)
 
     def on_batch_started(self, batch: BatchInfo) -> None:
+        if is_warmup_batch(batch):  # the server's own warm-up request (service/self_warmup.py)
+            return
         self._batch_size.observe(batch.size)
         self._padded_batch_size.observe(batch.padded_size)
         for wait in batch.queue_waits:
@@ -181,6 +184,8 @@ class _MetricsListener(BatchListener):
         self._metrics.batch_timeouts.labels(model=self._model).inc()
 
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
+        if is_warmup_batch(batch):
+            return
         self._compute.observe(seconds)
         if error is not None:
             self._batch_errors.inc()

@@ -133,15 +133,19 @@ class ModelRuntime:
         scores = outputs["scores"].numpy()
         return [Prediction(classes=tuple(classes[row]), scores=scores[row]) for row in range(count)]
 
+    @staticmethod
+    def sample_jpeg() -> bytes:
+        """A small valid JPEG, for warm-up requests."""
+        return tf.io.encode_jpeg(tf.zeros((8, 8, 3), dtype=tf.uint8)).numpy()
+
     def warm_up(self, batch_sizes: Sequence[int]) -> None:
         """Run the decoder and each batch size once so no client request pays for first-call setup.
 
         The first call of a loaded signature builds and optimises its graph (tens of ms even for a tiny
         model), so preprocessing is warmed up too, with a small JPEG and PNG.
         """
-        small = tf.zeros((8, 8, 3), dtype=tf.uint8)
-        for encoded in (tf.io.encode_jpeg(small), tf.io.encode_png(small)):
-            self.preprocess(encoded.numpy())
+        for encoded in (self.sample_jpeg(), tf.io.encode_png(tf.zeros((8, 8, 3), dtype=tf.uint8)).numpy()):
+            self.preprocess(encoded)
         blank = np.zeros(self.input_shape, dtype=np.float32)
         for size in sorted(set(batch_sizes)):
             self.run_batch([blank] * size, size)

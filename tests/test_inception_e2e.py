@@ -159,5 +159,7 @@ def test_with_batching_disabled_every_batch_has_size_one(inception_base, in_proc
     _, want_scores = in_process(images)
     for index, scores in enumerate(served):
         np.testing.assert_allclose(scores, want_scores[index], atol=1e-4)
-    # Warm-up runs the model before serving but outside the batcher, so the record holds requests only.
+    # Warm-up runs the model before serving, and the server's one warm-up request through its own gRPC
+    # port is left out of the record: it holds the 64 client requests only.
+    assert "self warm-up: 1 request(s) through the gRPC stack" in server.log
     assert batches == 64 and singles == 64

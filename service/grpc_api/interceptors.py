@@ -16,6 +16,7 @@ import grpc
 from opentelemetry.trace import INVALID_SPAN, NoOpTracer, SpanKind, StatusCode, Tracer
 
 from ..metrics import UNKNOWN_MODEL, ServingMetrics
+from ..self_warmup import is_warmup_call, mark_warmup, reset_warmup
 from ..tracing import extract_context
 
 access_log = logging.getLogger("service.access")
@@ -142,6 +143,12 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             )
 
         async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if is_warmup_call(context):  # the server's own warm-up request: not a client's, not counted
+                token = mark_warmup()
+                try:
+                    return await behaviour(request, context)
+                finally:
+                    reset_warmup(token)
             started = time.perf_counter()
             model = self._model_label(request)
             inflight, request_seconds = self._request_series(model, method)
