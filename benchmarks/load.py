@@ -126,8 +126,9 @@ class _Recorder:
         self.error_latencies: list[float] = []
         self.errors: Counter[str] = Counter()
 
-    def record(self, started: float, code: grpc.StatusCode | None) -> None:
-        if not self.recording:
+    def record(self, started: float, code: grpc.StatusCode | None, measured: bool | None = None) -> None:
+        """`measured` decides for this request; by default, whether the level is recording now."""
+        if not (self.recording if measured is None else measured):
             return
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         if code is None:
@@ -135,6 +136,15 @@ class _Recorder:
         else:
             self.error_latencies.append(elapsed_ms)
             self.errors[code.name] += 1
+
+    def result(
+        self, mode: str, concurrency: int | None, rate: float | None, duration_s: float, images_per_request: int
+    ) -> LevelResult:
+        return LevelResult(
+            mode=mode, concurrency=concurrency, rate=rate, duration_s=duration_s, ok=len(self.ok_latencies),
+            errors=dict(self.errors), ok_latencies_ms=self.ok_latencies,
+            error_latencies_ms=self.error_latencies, images_per_request=images_per_request,
+        )
 
 
 async def _send(call: grpc.aio.UnaryUnaryMultiCallable, request: bytes, timeout: float) -> grpc.StatusCode | None:
@@ -181,11 +191,7 @@ async def closed_loop(
         recorder.recording = False
         measured = time.perf_counter() - measured_from
         await asyncio.gather(*tasks)
-    return LevelResult(
-        mode="closed", concurrency=concurrency, rate=None, duration_s=measured, ok=len(recorder.ok_latencies),
-        errors=dict(recorder.errors), ok_latencies_ms=recorder.ok_latencies,
-        error_latencies_ms=recorder.error_latencies, images_per_request=workload.images_per_request,
-    )
+    return recorder.result("closed", concurrency, None, measured, workload.images_per_request)
 
 
 async def open_loop(
@@ -208,8 +214,8 @@ async def open_loop(
     async with _channel(target) as channel:
         call = channel.unary_unary(PREDICT_METHOD)
 
-        async def one(scheduled: float, request: bytes) -> None:
-            recorder.record(scheduled, await _send(call, request, timeout_s))
+        async def one(scheduled: float, request: bytes, measured: bool) -> None:
+            recorder.record(scheduled, await _send(call, request, timeout_s), measured)
 
         start = time.perf_counter()
         measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
@@ -222,11 +228,12 @@ async def open_loop(
             now = time.perf_counter()
             if scheduled > now:
                 await asyncio.sleep(scheduled - now)
-            recorder.recording = scheduled >= measure_from
+            # Whether a request counts is decided when it is scheduled, not when its answer arrives.
+            measured = scheduled >= measure_from
             if len(outstanding) >= max_outstanding:
-                dropped += 1
+                dropped += measured
             else:
-                task = asyncio.create_task(one(scheduled, next(requests)))
+                task = asyncio.create_task(one(scheduled, next(requests), measured))
                 outstanding.add(task)
                 task.add_done_callback(outstanding.discard)
             sent += 1
@@ -235,11 +242,7 @@ async def open_loop(
                 last_tick = now
         if outstanding:
             await asyncio.gather(*outstanding)
-    result = LevelResult(
-        mode="open", concurrency=None, rate=rate, duration_s=duration_s, ok=len(recorder.ok_latencies),
-        errors=dict(recorder.errors), ok_latencies_ms=recorder.ok_latencies,
-        error_latencies_ms=recorder.error_latencies, images_per_request=workload.images_per_request,
-    )
+    result = recorder.result("open", None, rate, duration_s, workload.images_per_request)
     if dropped:
         result.errors["CLIENT_BACKLOG_FULL"] = dropped
     return result
