@@ -1,10 +1,10 @@
 """One real request through the whole serving stack before the server reports SERVING.
 
 Loading and warming the model (model_manager) leaves the first client request still paying for the
-stack's own first call: gRPC's first stream, the interceptors' handler set-up, the first proto parse and
+stack's own first call: gRPC's first stream, the first lookup and wrapping of the method's handler, the first proto parse and
 serialisation, the batcher's dispatcher and thread start-up (about 8 ms on our 2-core machine, against a
 3 ms median). So the server sends itself one Predict per model on loopback. The request carries a
-metadata marker: the interceptor leaves it out of the request metrics, traces and access log, and the data
+metadata marker: the RPC observer leaves it out of the request metrics, traces and access log, and the data
 plane marks its batch item so the batch listeners leave it out of the batch metrics.
 """
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # the asyncio servicer grpcio-health-checking ships
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2, model_service_pb2_grpc, prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tritonclient.grpc import service_pb2_grpc as kserve_pb2_grpc
@@ -20,10 +20,11 @@ from tritonclient.grpc import service_pb2_grpc as kserve_pb2_grpc
 from batching import ListenerGroup
 
 from .dataplane import DataPlane
-from .grpc_api.interceptors import ObservabilityInterceptor
 from .grpc_api.model_service import ModelServicer
 from .grpc_api.prediction_service import PredictionServicer
-from .grpc_api.undecodable import RejectUndecodableRequests
+from .grpc_api.observability import RpcObserver
+from .grpc_api.routing import MethodRouter
+from .grpc_api.undecodable import reject_undecodable_requests
 from .kserve_api.inference_service import SERVICE_NAME as KSERVE_SERVICE
 from .kserve_api.inference_service import InferenceServicer
 from .metrics import ServingMetrics
@@ -86,27 +87,24 @@ class ModelServer:
             tracer=self.tracing.tracer,
         )
         self.health = HealthServicer()
-        self._grpc = grpc.aio.server(
-            # Outermost first: requests refused as undecodable are still counted, traced and logged.
-            interceptors=[
-                ObservabilityInterceptor(
-                    self.metrics, self.tracing.tracer,
-                    is_served=lambda name: name in self.models.model_names,
-                    access_log_enabled=settings.access_log,
-                ),
-                RejectUndecodableRequests(),
-            ],
-            options=grpc_server_options(settings),
+        observer = RpcObserver(
+            self.metrics, self.tracing.tracer,
+            is_served=lambda name: name in self.models.model_names,
+            access_log_enabled=settings.access_log,
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.dataplane), self._grpc
+        # Innermost first: requests refused as undecodable are still counted, traced and logged.
+        router = MethodRouter([reject_undecodable_requests, observer.wrap])
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.dataplane), router)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models), router)
+        kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane), router)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, router)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                (PREDICTION_SERVICE, MODEL_SERVICE, KSERVE_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME)
+            ),
+            router,
         )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models), self._grpc)
-        kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane), self._grpc)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
-        reflection.enable_server_reflection(
-            (PREDICTION_SERVICE, MODEL_SERVICE, KSERVE_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), self._grpc
-        )
+        self._grpc = grpc.aio.server(handlers=[router], options=grpc_server_options(settings))
         self.rest = RestServer(
             self.dataplane,
             metrics_exposition=self.metrics.exposition,

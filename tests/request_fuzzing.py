@@ -3,7 +3,7 @@
 `decode_request(data)` does what the server does with the bytes of a Predict or Classify call before any
 model runs: parse the proto, validate and convert its tensors / tf.Examples, read image headers for the
 pixel limit. The only acceptable failures are the ones the server turns into a status: protobuf's
-DecodeError (INVALID_ARGUMENT via the interceptor) and InvalidInputError / ImageTooLargeError
+DecodeError (INVALID_ARGUMENT via the undecodable-request wrapper) and InvalidInputError / ImageTooLargeError
 (INVALID_ARGUMENT). Anything else escaping is a crash: the client would get INTERNAL.
 """
 

@@ -2,7 +2,7 @@
 
 grpc.aio deserializes a request before any handler runs, so a corrupt message would surface as
 `UNKNOWN: Unexpected DecodeError` and an ERROR traceback per call (a cheap way to flood the logs).
-This interceptor gives each unary-request method a deserializer that cannot raise: undecodable
+This handler wrapper gives each unary-request method a deserializer that cannot raise: undecodable
 bytes become a marker, and the wrapped handler answers it with INVALID_ARGUMENT naming the message type.
 """
 
@@ -43,30 +43,12 @@ def _guarded(behavior: Callable[..., Any], method: str) -> Callable[..., Awaitab
     return handle
 
 
-class RejectUndecodableRequests(grpc.aio.ServerInterceptor):
-    """Wraps unary-request handlers once per method (cached), so the per-call cost is a dict lookup."""
-
-    def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None or handler.request_streaming:
-            return handler
-        deserializer = _safe(handler.request_deserializer)
-        if handler.unary_unary is not None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                _guarded(handler.unary_unary, method), deserializer, handler.response_serializer
-            )
-        else:
-            return handler  # unary-stream (health Watch): left as grpc serves it
-        self._wrapped[method] = wrapped
-        return wrapped
+def reject_undecodable_requests(full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A `routing.HandlerWrapper` for unary-request methods; streaming-request ones are left as they are."""
+    if handler.request_deserializer is None or handler.request_streaming or handler.unary_unary is None:
+        return handler  # unary-stream (health Watch): left as grpc serves it
+    return grpc.unary_unary_rpc_method_handler(
+        _guarded(handler.unary_unary, full_method),
+        _safe(handler.request_deserializer),
+        handler.response_serializer,
+    )

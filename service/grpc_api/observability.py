@@ -2,6 +2,7 @@
 
 The outcome (gRPC status code) is decided once here and fed to all three, so a dashboard, a trace and a
 log line never disagree about what a request got. Streaming RPCs (health Watch, reflection) pass through.
+Applied as a `routing.MethodRouter` wrapper: each method's handler is wrapped once, not per call.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _peer_attributes(peer: str | None) -> dict[str, Any]:
     return attributes
 
 
-class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+class RpcObserver:
     def __init__(
         self,
         metrics: ServingMetrics,
@@ -70,33 +71,21 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         self._tracing = not isinstance(tracer, NoOpTracer)
         self._is_served = is_served
         self._access_log = access_log_enabled
-        # This runs on every RPC: wrapped handlers are built once per method and metric children once
-        # per label set, so the per-call cost is dict lookups, not handler or label construction.
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        # Metric children are built once per label set, so the per-call cost is a dict lookup.
         self._series: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._counters: dict[tuple[str, str, grpc.StatusCode], Any] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        full_method = handler_call_details.method  # "/package.Service/Method"
-        cached = self._wrapped.get(full_method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+    def wrap(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """A `routing.HandlerWrapper`: unary-unary handlers observed, streaming ones as they are."""
+        if handler.unary_unary is None:
             return handler
-        service, _, method = full_method.lstrip("/").partition("/")
+        service, _, method = full_method.lstrip("/").partition("/")  # "/package.Service/Method"
         observed = self._observe(handler.unary_unary, service, method, observable=service != HEALTH_SERVICE)
-        wrapped = grpc.unary_unary_rpc_method_handler(
+        return grpc.unary_unary_rpc_method_handler(
             observed,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
-        self._wrapped[full_method] = wrapped
-        return wrapped
 
     def _request_series(self, model: str, method: str) -> tuple[Any, Any]:
         """(in-flight gauge, latency histogram) children for this model and method."""
