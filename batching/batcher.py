@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 from .errors import BatcherClosedError, BatchTimeoutError, DeadlineExceededError, ItemError, QueueFullError
-from .listener import BatchInfo, BatchListener
+from .listener import HOOKS, BatchInfo, BatchListener
 from .parameters import BatchingParameters
 
 __all__ = ["Batcher", "Reservation"]
@@ -134,6 +134,7 @@ class Batcher(Generic[T, R]):
         self._parameters = parameters
         self._name = name
         self._listener = listener if listener is not None else BatchListener()
+        self._active_hooks = frozenset(hook for hook in HOOKS if self._listener.listens_to(hook))
         self._executor = ThreadPoolExecutor(
             max_workers=parameters.num_batch_threads, thread_name_prefix=f"batch-{name}"
         )
@@ -512,6 +513,8 @@ class Batcher(Generic[T, R]):
 
     def _notify(self, hook: str, *args: Any) -> None:
         """Call a listener hook; a broken listener is logged, never allowed to break batching."""
+        if hook not in self._active_hooks:  # a no-op hook (see BatchListener.listens_to)
+            return
         try:
             getattr(self._listener, hook)(*args)
         except Exception:

@@ -32,8 +32,16 @@ class BatchInfo:
     """The ``context`` its request was submitted with, for each item in batch order (None if none)."""
 
 
+HOOKS = ("on_enqueued", "on_rejected", "on_batch_started", "on_batch_timed_out", "on_batch_finished")
+
+
 class BatchListener:
     """Base class with no-op hooks; override the ones you need."""
+
+    def listens_to(self, hook: str) -> bool:
+        """Whether ``hook`` does anything; the batcher does not call hooks that are left as no-ops."""
+        overridden = getattr(type(self), hook) is not getattr(BatchListener, hook)
+        return overridden or hook in getattr(self, "__dict__", {})
 
     def on_enqueued(self, count: int, queue_depth: int) -> None:
         """``count`` items were accepted; ``queue_depth`` is the depth after enqueueing."""
@@ -68,9 +76,14 @@ class ListenerGroup(BatchListener):
 
     def __init__(self, *listeners: BatchListener) -> None:
         self.listeners = listeners
+        # Per hook, only the members that listen to it: the batcher calls some hooks per request.
+        self._members = {hook: [l for l in listeners if l.listens_to(hook)] for hook in HOOKS}
+
+    def listens_to(self, hook: str) -> bool:
+        return bool(self._members[hook])
 
     def _each(self, hook: str, *args: object) -> None:
-        for listener in self.listeners:
+        for listener in self._members[hook]:
             try:
                 getattr(listener, hook)(*args)
             except Exception:

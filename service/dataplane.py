@@ -9,10 +9,9 @@ by a newer one unloads only after the requests already routed to it have their a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from opentelemetry import trace
@@ -34,7 +33,7 @@ from .runtime import ImageDecodeError, Prediction
 from .tracing import ATTR_IMAGES, ATTR_MODEL_NAME, ATTR_MODEL_VERSION, current_span_context
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Classification:
     """The answer to one request: which version computed it, and one Prediction per image, in order."""
 
@@ -61,6 +60,8 @@ class DataPlane:
         self._decode_executor = decode_executor
         self._max_images = max_images_per_request
         self._tracer = tracer or trace.NoOpTracer()
+        # Off, per-request span work (context look-ups, attributes) is skipped, not done on no-op spans.
+        self._tracing = not isinstance(self._tracer, trace.NoOpTracer)
         self._max_inflight = max_inflight_requests
         self._max_pixels = max_image_pixels
         self._inflight = 0
@@ -69,19 +70,14 @@ class DataPlane:
     def inflight_requests(self) -> int:
         return self._inflight
 
-    @contextlib.contextmanager
-    def _admitted(self) -> Iterator[None]:
+    def _admitted(self) -> _InflightSlot:
         """Count the request in flight, or refuse it at once when the server already holds its limit."""
         if self._max_inflight and self._inflight >= self._max_inflight:
             raise ResourceExhaustedError(
                 f"server is at its limit of {self._max_inflight} requests in flight "
                 "(--max_inflight_requests): retry later"
             )
-        self._inflight += 1
-        try:
-            yield
-        finally:
-            self._inflight -= 1
+        return _InflightSlot(self)
 
     @property
     def models(self) -> ModelManager:
@@ -107,11 +103,15 @@ class DataPlane:
         # The lease keeps the version from unloading under this request.
         with served.lease(), self._admitted():
             self._check_count(len(images), input_name)
-            _describe_request(served, len(images))
+            if self._tracing:
+                _describe_request(served, len(images))
             # Queue room is taken before decoding: under overload the request is refused now, not
             # after waiting behind every other admitted image for a decode thread.
             with self._reserve(served, len(images)) as reservation:
-                with self._tracer.start_as_current_span("decode", attributes={ATTR_IMAGES: len(images)}):
+                if self._tracing:
+                    with self._tracer.start_as_current_span("decode", attributes={ATTR_IMAGES: len(images)}):
+                        pixels = await self._decode_all(served, images, input_name)
+                else:
                     pixels = await self._decode_all(served, images, input_name)
                 return await self._run(served, pixels, input_name, deadline, reservation)
 
@@ -125,7 +125,8 @@ class DataPlane:
     ) -> Classification:
         """Already-preprocessed images `[N, H, W, 3]` straight to the batcher."""
         with served.lease(), self._admitted():
-            _describe_request(served, len(pixels))
+            if self._tracing:
+                _describe_request(served, len(pixels))
             expected = served.runtime.input_shape  # type: ignore[union-attr]
             if pixels.ndim != 4 or tuple(pixels.shape[1:]) != tuple(expected):
                 raise InvalidInputError(
@@ -163,6 +164,12 @@ class DataPlane:
                 raise outcome
         return decoded  # type: ignore[return-value]
 
+    def _item_context(self) -> object:
+        """What the batch listeners learn of the request behind an item (see batching.BatchInfo.contexts)."""
+        if self_warmup.in_warmup():
+            return self_warmup.BATCH_ITEM_CONTEXT
+        return current_span_context() if self._tracing else None
+
     @staticmethod
     def _reserve(served: ServedVersion, count: int) -> Reservation:
         try:
@@ -184,7 +191,7 @@ class DataPlane:
             predictions = await served.batcher.submit(  # type: ignore[union-attr]
                 items,
                 deadline=deadline,
-                context=self_warmup.BATCH_ITEM_CONTEXT if self_warmup.in_warmup() else current_span_context(),
+                context=self._item_context(),
                 reservation=reservation,
             )
         except QueueFullError:
@@ -206,6 +213,21 @@ class DataPlane:
                 f"model '{served.name}' failed on {input_name}[{error.index}]: {error.cause}"
             ) from error
         return Classification(model_name=served.name, model_version=served.version, predictions=predictions)
+
+
+class _InflightSlot:
+    """A class, not a generator context manager: one is taken per request."""
+
+    __slots__ = ("_dataplane",)
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self._dataplane = dataplane
+
+    def __enter__(self) -> None:
+        self._dataplane._inflight += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._dataplane._inflight -= 1
 
 
 def _queue_full_message(served: ServedVersion) -> str:

@@ -13,13 +13,12 @@ Each served version owns its runtime and its batcher, so versions and models nev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from batching import Batcher, BatchingParameters, BatchListener
 
@@ -55,23 +54,37 @@ class ServedVersion:
     in_flight: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
-    @contextlib.contextmanager
-    def lease(self) -> Iterator[ServedVersion]:
+    def lease(self) -> _Lease:
         """Keep this version from unloading until the block exits (the request has its answer)."""
         if self.state is not VersionState.AVAILABLE:  # picked, then an adapter awaited before leasing
             raise UnavailableError(f"model '{self.name}' version {self.version} is {self.state.value}: retry")
-        self.in_flight += 1
-        self._idle.clear()
-        try:
-            yield self
-        finally:
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self._idle.set()
+        return _Lease(self)
 
     async def _wait_idle(self) -> None:
         if self.in_flight:
             await self._idle.wait()
+
+
+class _Lease:
+    """A class, not a generator context manager: one is taken per request."""
+
+    __slots__ = ("_served",)
+
+    def __init__(self, served: ServedVersion) -> None:
+        self._served = served
+
+    def __enter__(self) -> ServedVersion:
+        served = self._served
+        if served.in_flight == 0:
+            served._idle.clear()
+        served.in_flight += 1
+        return served
+
+    def __exit__(self, *exc_info: object) -> None:
+        served = self._served
+        served.in_flight -= 1
+        if served.in_flight == 0:
+            served._idle.set()
 
 
 @dataclass
@@ -239,10 +252,13 @@ class ModelManager:
             if served.state is not VersionState.AVAILABLE:
                 raise UnavailableError(f"model '{name}' version {version} is {served.state.value}")
             return served
-        available = [v for v in model.versions.values() if v.state is VersionState.AVAILABLE]
-        if not available:
+        latest: ServedVersion | None = None
+        for served in model.versions.values():  # on every request: a loop, not a list and a max()
+            if served.state is VersionState.AVAILABLE and (latest is None or served.version > latest.version):
+                latest = served
+        if latest is None:
             raise UnavailableError(f"model '{name}' has no version ready yet")
-        return max(available, key=lambda v: v.version)
+        return latest
 
     def versions(self, name: str) -> list[ServedVersion]:
         model = self._models.get(name)
@@ -253,6 +269,9 @@ class ModelManager:
     @property
     def model_names(self) -> list[str]:
         return sorted(self._models)
+
+    def serves(self, name: str) -> bool:
+        return name in self._models
 
     def all_available(self) -> bool:
         return bool(self._models) and all(

@@ -41,9 +41,12 @@ class ImageDecodeError(ValueError):
     """The bytes are not an image the model's own preprocessing can decode."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Prediction:
-    """One image's top-k answer; `scores` is a view into the batch's result array."""
+    """One image's top-k answer; `scores` is a view into the batch's result array.
+
+    Not frozen: a frozen dataclass's __init__ goes through object.__setattr__, and one is built per image.
+    """
 
     classes: Sequence[bytes]
     scores: np.ndarray
@@ -120,18 +123,21 @@ class ModelRuntime:
     def run_batch(self, pixels: Sequence[np.ndarray], padded_size: int) -> list[Prediction]:
         """Run the network once on the stacked batch, padded with zero images up to `padded_size`."""
         count = len(pixels)
-        batch = np.zeros((max(padded_size, count), *self.input_shape), dtype=np.float32)
-        for row, image in enumerate(pixels):
-            batch[row] = image
+        if padded_size <= count:
+            batch = np.stack(pixels).astype(np.float32, copy=False)  # one copy, no zero-fill
+        else:
+            batch = np.zeros((padded_size, *self.input_shape), dtype=np.float32)
+            for row, image in enumerate(pixels):
+                batch[row] = image
         try:
             outputs = self._classify_pixels(pixels=tf.constant(batch))
         except tf.errors.OpError as error:
             summary = _op_error_summary(error.message)
             _log.error("model %s failed on a batch of %d: %s", self.version_dir, count, summary)
             raise BatchExecutionError(f"{type(error).__name__}: {summary}") from None
-        classes = outputs["classes"].numpy()
+        classes = outputs["classes"].numpy().tolist()  # lists of bytes: cheaper than numpy scalars
         scores = outputs["scores"].numpy()
-        return [Prediction(classes=tuple(classes[row]), scores=scores[row]) for row in range(count)]
+        return [Prediction(classes[row], scores[row]) for row in range(count)]
 
     @staticmethod
     def sample_jpeg() -> bytes:

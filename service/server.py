@@ -66,12 +66,12 @@ class ModelServer:
         configure_tensorflow(settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism)
         self.metrics = ServingMetrics(settings.effective_batching.max_batch_size)
         self.tracing = configure_tracing()
-        metrics_listener, tracing_listener = self.metrics.listener_factory(), self.tracing.listener_factory()
+        listener_factories = [self.metrics.listener_factory()]
+        if self.tracing.enabled:  # off, the batch tracer would only walk every batch to find nothing sampled
+            listener_factories.append(self.tracing.listener_factory())
         self.models = ModelManager(
             settings.effective_batching,
-            listener_factory=lambda name, version: ListenerGroup(
-                metrics_listener(name, version), tracing_listener(name, version)
-            ),
+            listener_factory=lambda name, version: ListenerGroup(*(make(name, version) for make in listener_factories)),
             batch_execution_timeout=settings.batch_execution_timeout_seconds or None,
         )
         self.metrics.watch_models(self.models)
@@ -87,13 +87,13 @@ class ModelServer:
             tracer=self.tracing.tracer,
         )
         self.health = HealthServicer()
-        observer = RpcObserver(
+        self._observer = observer = RpcObserver(
             self.metrics, self.tracing.tracer,
-            is_served=lambda name: name in self.models.model_names,
+            is_served=self.models.serves,
             access_log_enabled=settings.access_log,
         )
         # Innermost first: requests refused as undecodable are still counted, traced and logged.
-        router = MethodRouter([reject_undecodable_requests, observer.wrap])
+        self.router = router = MethodRouter([reject_undecodable_requests, observer.wrap])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.dataplane), router)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models), router)
         kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane), router)
@@ -157,7 +157,8 @@ class ModelServer:
         images = {name: ModelRuntime.sample_jpeg() for name in self.models.model_names}
         started = time.perf_counter()
         try:
-            await warm_up_through_grpc(loopback_address(self.settings.host, self.grpc_port), images)
+            with self._observer.expecting_warmup():
+                await warm_up_through_grpc(loopback_address(self.settings.host, self.grpc_port), images)
         except grpc.aio.AioRpcError as error:  # never fatal: it only saves the first client a few ms
             _log.warning("self warm-up request failed: %s %s", error.code().name, error.details())
             return

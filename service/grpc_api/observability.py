@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import grpc
 from opentelemetry.trace import INVALID_SPAN, NoOpTracer, SpanKind, StatusCode, Tracer
@@ -71,9 +71,20 @@ class RpcObserver:
         self._tracing = not isinstance(tracer, NoOpTracer)
         self._is_served = is_served
         self._access_log = access_log_enabled
+        # The server's own warm-up requests are looked for only while it sends them (see expecting_warmup).
+        self._expect_warmup = False
         # Metric children are built once per label set, so the per-call cost is a dict lookup.
         self._series: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._counters: dict[tuple[str, str, grpc.StatusCode], Any] = {}
+
+    @contextlib.contextmanager
+    def expecting_warmup(self) -> Iterator[None]:
+        """While the server sends itself warm-up requests: leave those out of metrics, traces and logs."""
+        self._expect_warmup = True
+        try:
+            yield
+        finally:
+            self._expect_warmup = False
 
     def wrap(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """A `routing.HandlerWrapper`: unary-unary handlers observed, streaming ones as they are."""
@@ -119,8 +130,6 @@ class RpcObserver:
         traced = observable and self._tracing
 
         def server_span(context: grpc.aio.ServicerContext) -> Any:
-            if not traced:  # tracing off: no context extraction, no attributes, a non-recording span
-                return contextlib.nullcontext(INVALID_SPAN)
             return self._tracer.start_as_current_span(
                 span_name,
                 context=extract_context(context.invocation_metadata()),
@@ -132,7 +141,7 @@ class RpcObserver:
             )
 
         async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if is_warmup_call(context):  # the server's own warm-up request: not a client's, not counted
+            if self._expect_warmup and is_warmup_call(context):  # the server's own request: not counted
                 token = mark_warmup()
                 try:
                     return await behaviour(request, context)
@@ -142,39 +151,42 @@ class RpcObserver:
             model = self._model_label(request)
             inflight, request_seconds = self._request_series(model, method)
             inflight.inc()
+            # Tracing off: no span scope at all (no context extraction, attach/detach or attributes).
+            span_scope = server_span(context) if traced else None
+            span = span_scope.__enter__() if span_scope is not None else INVALID_SPAN
             code = grpc.StatusCode.OK
-            with server_span(context) as span:
-                try:
-                    response = await behaviour(request, context)
-                    code = _status_of(context) or grpc.StatusCode.OK
-                    return response
-                except asyncio.CancelledError:
-                    remaining = context.time_remaining()
-                    expired = remaining is not None and remaining <= 0
-                    code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
-                    raise
-                except grpc.aio.AbortError:
-                    code = _status_of(context) or grpc.StatusCode.UNKNOWN
-                    raise
-                except Exception as error:
-                    code = grpc.StatusCode.UNKNOWN
-                    span.record_exception(error)
-                    raise
-                finally:
-                    seconds = time.perf_counter() - started
-                    inflight.dec()
-                    self._request_counter(model, method, code).inc()
-                    request_seconds.observe(seconds)
-                    if traced:
-                        span.set_attribute("rpc.grpc.status_code", code.value[0])
-                    if traced and code in _SERVER_ERRORS:
+            try:
+                response = await behaviour(request, context)
+                code = _status_of(context) or grpc.StatusCode.OK
+                return response
+            except asyncio.CancelledError:
+                remaining = context.time_remaining()
+                expired = remaining is not None and remaining <= 0
+                code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+                raise
+            except grpc.aio.AbortError:
+                code = _status_of(context) or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as error:
+                code = grpc.StatusCode.UNKNOWN
+                span.record_exception(error)
+                raise
+            finally:
+                seconds = time.perf_counter() - started
+                inflight.dec()
+                self._request_counter(model, method, code).inc()
+                request_seconds.observe(seconds)
+                if self._access_log and observable:  # while the span is current: the line carries its ids
+                    access_log.info(
+                        "%s %s %.1f ms", span_name, code.name, seconds * 1e3,
+                        extra={"rpc": span_name, "model": model, "code": code.name,
+                               "duration_ms": round(seconds * 1e3, 3), "peer": context.peer()},
+                    )
+                if span_scope is not None:
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    if code in _SERVER_ERRORS:
                         span.set_status(StatusCode.ERROR, context.details() or code.name)
-                    if self._access_log and observable:
-                        access_log.info(
-                            "%s %s %.1f ms", span_name, code.name, seconds * 1e3,
-                            extra={"rpc": span_name, "model": model, "code": code.name,
-                                   "duration_ms": round(seconds * 1e3, 3), "peer": context.peer()},
-                        )
+                    span_scope.__exit__(None, None, None)
 
         return observed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Sequence
 
 import grpc
 from tensorflow_serving.apis import (
@@ -81,19 +82,24 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise InvalidInputError(
                 f"signature '{signature}' cannot be served by Predict; use one of {sorted(INPUT_KEY_BY_SIGNATURE)}"
             )
-        unexpected = sorted(set(request.inputs) - {input_key})
-        if unexpected:
-            raise InvalidInputError(
-                f"signature '{signature}' takes only input '{input_key}'; unexpected inputs {unexpected}"
-            )
-        if input_key not in request.inputs:
+        inputs = request.inputs
+        if len(inputs) != 1 or input_key not in inputs:  # the common case costs two checks
+            unexpected = sorted(set(inputs) - {input_key})
+            if unexpected:
+                raise InvalidInputError(
+                    f"signature '{signature}' takes only input '{input_key}'; unexpected inputs {unexpected}"
+                )
             raise InvalidInputError(f"input '{input_key}' missing: signature '{signature}' needs it")
-        wanted_outputs = list(request.output_filter) or list(OUTPUT_KEYS)
-        unknown_outputs = sorted(set(wanted_outputs) - set(OUTPUT_KEYS))
-        if unknown_outputs:
-            raise InvalidInputError(f"output_filter names unknown outputs {unknown_outputs}; outputs: {list(OUTPUT_KEYS)}")
+        wanted_outputs: Sequence[str] = OUTPUT_KEYS
+        if request.output_filter:
+            wanted_outputs = list(request.output_filter)
+            unknown_outputs = sorted(set(wanted_outputs) - set(OUTPUT_KEYS))
+            if unknown_outputs:
+                raise InvalidInputError(
+                    f"output_filter names unknown outputs {unknown_outputs}; outputs: {list(OUTPUT_KEYS)}"
+                )
 
-        tensor = request.inputs[input_key]
+        tensor = inputs[input_key]
         deadline = deadline_of(context)
         if signature == PIXELS_SIGNATURE:
             pixels = converters.float_array(tensor, input_key)
@@ -106,10 +112,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return self._predict_response(result, signature, wanted_outputs)
 
     @staticmethod
-    def _predict_response(result: Classification, signature: str, outputs: list[str]) -> predict_pb2.PredictResponse:
-        response = predict_pb2.PredictResponse(
-            model_spec=response_spec(result.model_name, result.model_version, signature)
-        )
+    def _predict_response(result: Classification, signature: str, outputs: Sequence[str]) -> predict_pb2.PredictResponse:
+        response = predict_pb2.PredictResponse()
+        spec = response.model_spec  # filled in place: no ModelSpec built and copied per response
+        spec.name = result.model_name
+        spec.signature_name = signature
+        spec.version.value = result.model_version
         if "classes" in outputs:
             converters.fill_classes(response.outputs["classes"], result.predictions)
         if "scores" in outputs:

@@ -32,11 +32,15 @@ def _safe(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 
 def _guarded(behavior: Callable[..., Any], method: str) -> Callable[..., Awaitable[Any]]:
+    is_coroutine = inspect.iscoroutinefunction(behavior)  # decided once, not per call
+
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, _Undecodable):
+        if request.__class__ is _Undecodable:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request is not a valid message: {request.reason}"
             )
+        if is_coroutine:
+            return await behavior(request, context)
         result = behavior(request, context)
         return await result if inspect.isawaitable(result) else result
 
