@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from benchmarks.inprocess import measure_in_process
+from benchmarks.latency import interleaved_c1_latency
 from benchmarks.corpus import jpeg_corpus
 from benchmarks.launcher import floor_server
 from server_process import REPO_ROOT
@@ -53,3 +54,15 @@ def test_in_process_limit_reports_each_batch_size(tiny_model_base):
     assert [level.batch_size for level in result.levels] == [1, 4]
     assert all(level.images_per_s > 0 for level in result.levels)
     assert result.best in result.levels
+
+
+def test_interleaved_c1_latency_alternates_both_sides(tiny_server, tiny_model_base):
+    result = interleaved_c1_latency(tiny_model_base / "1", jpeg_corpus(4), tiny_server.address, "tiny",
+                                    rounds=2, seconds=0.3)
+    summary = result.summary()
+    assert summary["rounds"] == 2
+    assert len(summary["in_process_batch1_p50_ms"]) == len(summary["server_c1_p50_ms"]) == 2
+    assert all(value > 0 for value in result.in_process_p50_ms + result.server_p50_ms)
+    assert summary["median_difference_ms"] == round(
+        sorted(s - l for s, l in zip(result.server_p50_ms, result.in_process_p50_ms))[0] / 2
+        + sorted(s - l for s, l in zip(result.server_p50_ms, result.in_process_p50_ms))[1] / 2, 2)
