@@ -44,6 +44,45 @@ class InProcessResult:
         }
 
 
+class InProcessModel:
+    """The exported model loaded once in this process, measurable again and again (see benchmarks/interleave.py)."""
+
+    def __init__(self, version_dir: Path, images: Sequence[bytes]) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        self._predict = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
+        self._images = list(images)
+        self._warm: set[int] = set()
+
+    def measure(
+        self, batch_size: int, seconds: float, on_tick: Callable[[float], None] | None = None
+    ) -> InProcessLevel:
+        """Back-to-back `predict_images` calls of `batch_size` images for `seconds` (at least 3 calls)."""
+        images = self._images
+        batches = itertools.cycle(
+            [self._tf.constant([images[(start + i) % len(images)] for i in range(batch_size)])
+             for start in range(0, len(images), batch_size)]
+        )
+        if batch_size not in self._warm:
+            for _ in range(2):  # first calls set up kernels for this shape
+                self._predict(images=next(batches))["scores"].numpy()
+            self._warm.add(batch_size)
+        durations = []
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds or len(durations) < 3:
+            call_started = time.perf_counter()
+            self._predict(images=next(batches))["scores"].numpy()
+            durations.append(time.perf_counter() - call_started)
+            if on_tick:
+                on_tick(durations[-1])
+        return InProcessLevel(
+            batch_size=batch_size,
+            images_per_s=batch_size * len(durations) / sum(durations),
+            p50_batch_ms=float(np.median(durations) * 1000),
+        )
+
+
 def measure_in_process(
     version_dir: Path,
     images: Sequence[bytes],
@@ -51,29 +90,5 @@ def measure_in_process(
     seconds_per_size: float = 6.0,
     on_tick: Callable[[float], None] | None = None,
 ) -> InProcessResult:
-    import tensorflow as tf
-
-    predict = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
-    levels = []
-    for batch_size in batch_sizes:
-        batches = itertools.cycle(
-            [tf.constant([images[(start + i) % len(images)] for i in range(batch_size)]) for start in range(0, len(images), batch_size)]
-        )
-        for _ in range(2):  # first calls set up kernels for this shape
-            predict(images=next(batches))["scores"].numpy()
-        durations = []
-        started = time.perf_counter()
-        while time.perf_counter() - started < seconds_per_size or len(durations) < 3:
-            call_started = time.perf_counter()
-            predict(images=next(batches))["scores"].numpy()
-            durations.append(time.perf_counter() - call_started)
-            if on_tick:
-                on_tick(durations[-1])
-        levels.append(
-            InProcessLevel(
-                batch_size=batch_size,
-                images_per_s=batch_size * len(durations) / sum(durations),
-                p50_batch_ms=float(np.median(durations) * 1000),
-            )
-        )
-    return InProcessResult(levels=tuple(levels))
+    model = InProcessModel(version_dir, images)
+    return InProcessResult(levels=tuple(model.measure(size, seconds_per_size, on_tick) for size in batch_sizes))

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
-from benchmarks.inprocess import measure_in_process
-from benchmarks.latency import interleaved_c1_latency
+from benchmarks.inprocess import InProcessModel, measure_in_process
+from benchmarks.interleave import alternate, server_block
+from benchmarks.load import Workload
 from benchmarks.corpus import jpeg_corpus
 from benchmarks.launcher import floor_server
 from server_process import REPO_ROOT
@@ -56,13 +57,24 @@ def test_in_process_limit_reports_each_batch_size(tiny_model_base):
     assert result.best in result.levels
 
 
-def test_interleaved_c1_latency_alternates_both_sides(tiny_server, tiny_model_base):
-    result = interleaved_c1_latency(tiny_model_base / "1", jpeg_corpus(4), tiny_server.address, "tiny",
-                                    rounds=2, seconds=0.3)
-    summary = result.summary()
-    assert summary["rounds"] == 2
-    assert len(summary["in_process_batch1_p50_ms"]) == len(summary["server_c1_p50_ms"]) == 2
-    assert all(value > 0 for value in result.in_process_p50_ms + result.server_p50_ms)
-    assert summary["median_difference_ms"] == round(
-        sorted(s - l for s, l in zip(result.server_p50_ms, result.in_process_p50_ms))[0] / 2
-        + sorted(s - l for s, l in zip(result.server_p50_ms, result.in_process_p50_ms))[1] / 2, 2)
+
+def test_alternate_interleaves_both_sides_and_takes_the_median_per_round(tiny_server, tiny_model_base):
+    local = InProcessModel(tiny_model_base / "1", jpeg_corpus(4))
+    workload = Workload.encoded_images("tiny", jpeg_corpus(4))
+    order: list[str] = []
+
+    def in_process() -> float:
+        order.append("in-process")
+        return local.measure(1, 0.2).p50_batch_ms
+
+    def server() -> float:
+        order.append("server")
+        return server_block(tiny_server.address, workload, 1, 0.3, 0.1).percentile(50)
+
+    comparison = alternate(in_process, server, rounds=3, kind="difference")
+    assert order == ["in-process", "server"] * 3
+    summary = comparison.summary()
+    assert summary["rounds"] == 3 and len(summary["difference"]) == 3
+    assert all(value > 0 for value in comparison.baseline + comparison.candidate)
+    assert comparison.median == sorted(c - b for b, c in zip(comparison.baseline, comparison.candidate))[1]
+    assert alternate(lambda: 2.0, lambda: 3.0, rounds=2, kind="ratio").median == 1.5
