@@ -612,3 +612,18 @@ async def test_a_raising_listener_never_breaks_batching(caplog: pytest.LogCaptur
             assert await batcher.submit([3]) == [30]
     assert "listener BrokenListener.on_batch_started failed" in caplog.text
     assert "metrics backend down" in caplog.text
+
+
+def test_hooks_left_as_no_ops_are_not_listened_to() -> None:
+    class OnlyFinished(BatchListener):
+        def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
+            pass
+
+    only_finished = OnlyFinished()
+    assert only_finished.listens_to("on_batch_finished")
+    assert not only_finished.listens_to("on_enqueued")
+    assert not ListenerGroup(only_finished).listens_to("on_enqueued")
+    assert ListenerGroup(only_finished, RecordingListener()).listens_to("on_enqueued")
+    patched = BatchListener()
+    patched.on_rejected = lambda count, reason: None  # type: ignore[method-assign]
+    assert patched.listens_to("on_rejected")

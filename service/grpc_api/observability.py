@@ -58,6 +58,9 @@ def _peer_attributes(peer: str | None) -> dict[str, Any]:
 
 
 class RpcObserver:
+    """Wraps each unary RPC handler so its outcome reaches the request metrics, the server span and the
+    access log (see `wrap`, applied by `routing.MethodRouter`)."""
+
     def __init__(
         self,
         metrics: ServingMetrics,
