@@ -7,8 +7,6 @@ them with the load generator, and writes `suite.json`, `throughput_latency.png` 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import statistics
 import subprocess
 import sys

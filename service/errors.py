@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Mapping, TypeVar
+
+Code = TypeVar("Code")
+
 
 class ServingError(Exception):
     """Base: the message is written for the client and names the problem."""
@@ -29,3 +33,11 @@ class DeadlineExceededError(ServingError):
 
 class ModelExecutionError(ServingError):
     """The model failed while running a batch: a server-side fault, not the client's."""
+
+
+def code_for(error: ServingError, codes: Mapping[type[ServingError], Code], default: Code) -> Code:
+    """A protocol's code for `error`: that of its most specific class listed in `codes`, else `default`."""
+    for error_type in type(error).__mro__:
+        if error_type in codes:
+            return codes[error_type]  # type: ignore[index]
+    return default

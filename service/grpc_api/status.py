@@ -9,6 +9,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import grpc
 
 from ..errors import (
+    code_for,
     DeadlineExceededError,
     InvalidInputError,
     ModelExecutionError,
@@ -33,10 +34,7 @@ Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 
 def status_code_for(error: ServingError) -> grpc.StatusCode:
-    for error_type in type(error).__mro__:
-        if error_type in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[error_type]  # type: ignore[index]
-    return grpc.StatusCode.INTERNAL
+    return code_for(error, STATUS_BY_ERROR, grpc.StatusCode.INTERNAL)
 
 
 def maps_errors_to_status(handler: Handler) -> Handler:

@@ -21,6 +21,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from ..dataplane import DataPlane
 from ..errors import (
+    code_for,
     DeadlineExceededError,
     InvalidInputError,
     ModelExecutionError,
@@ -63,10 +64,7 @@ def error_response(status: int, message: str) -> web.Response:
 
 
 def _http_status(error: ServingError) -> int:
-    for error_type in type(error).__mro__:
-        if error_type in HTTP_STATUS_BY_ERROR:
-            return HTTP_STATUS_BY_ERROR[error_type]  # type: ignore[index]
-    return 500
+    return code_for(error, HTTP_STATUS_BY_ERROR, 500)
 
 
 def add_metrics_routes(app: web.Application, exposition: MetricsExposition) -> None:
