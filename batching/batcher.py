@@ -206,6 +206,19 @@ class Batcher(Generic[T, R]):
         return self._running_batches
 
     @property
+    def idle(self) -> bool:
+        """An item submitted now would start a batch at once, alone: nothing is queued or reserved, a
+        batch thread is free and ``dispatch_when_idle`` is on. Callers use it to skip preparation
+        work they would otherwise overlap with a running batch (see service.dataplane)."""
+        return (
+            self._queue_depth == 0
+            and self._reserved == 0
+            and self._running_batches < self._parameters.num_batch_threads
+            and self._parameters.dispatch_when_idle
+            and not self._closed
+        )
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

@@ -34,6 +34,7 @@ CPU_BATCHING_FLAGS = (
     "--batch_timeout_micros=1000",
 )
 OVERLOAD_QUEUE_BATCHES = 4
+ISSUE_4B_RATIO = 1.0 / 0.42  # the issue's c=1 goal (1 ms) over its floor's p50 (0.42 ms) on its machine
 OVERLOAD_QUEUE_FLAG = f"--max_enqueued_batches={OVERLOAD_QUEUE_BATCHES}"  # queue bound: 4 × 16 = 64 images
 
 
@@ -147,6 +148,19 @@ def run_suite(args: argparse.Namespace) -> int:
         ),
         "5b_overload_rejection_p99_ms": _goal(overload.percentile(99, errors=True) or 0.0, "<=", 10.0),
     }
+    # Second readings, reported beside the goals above, never instead of them:
+    # - 4b as a ratio: the issue's 1 ms was set where the floor answers in 0.42 ms; absolute figures move 2x
+    #   between machines, so also compare ours ÷ floor (median per-round ratio of p50s) with 1 ÷ 0.42.
+    # - 5a by Little's law at the rate the server actually served during the overload (the load client
+    #   shares the cores), with one batch at that rate's mean batch size.
+    goals["4b_reading_trivial_c1_p50_over_floor"] = _goal(
+        statistics.median(c / b for b, c in zip(goal4b.baseline, goal4b.candidate) if b), "<=", ISSUE_4B_RATIO
+    )
+    if overload.images_per_s:
+        served_batch = overload.mean_batch_size or CPU_MAX_BATCH_SIZE
+        goals["5a_reading_accepted_p99_s_at_served_rate"] = _goal(
+            (overload.percentile(99) or 0) / 1000, "<=", (queue_bound + served_batch) / overload.images_per_s
+        )
     if bf16:
         goals["7_bf16_server_over_fp32_inprocess"] = _goal(bf16["server_images_per_s"] / limit, ">=", 1.4)
     report.update(

@@ -627,3 +627,30 @@ def test_hooks_left_as_no_ops_are_not_listened_to() -> None:
     patched = BatchListener()
     patched.on_rejected = lambda count, reason: None  # type: ignore[method-assign]
     assert patched.listens_to("on_rejected")
+
+
+# -- idle: when a submitted item would run at once, alone --------------------------------------
+
+
+async def test_idle_only_while_nothing_is_queued_reserved_or_running(gate: threading.Event) -> None:
+    model = FakeModel(gate=gate)
+    async with make_batcher(model, max_batch_size=4, num_batch_threads=1) as batcher:
+        assert batcher.idle
+        with batcher.reserve(1):
+            assert not batcher.idle  # an item being prepared will join the next batch
+        assert batcher.idle
+        busy = await hold_model_busy(batcher)
+        assert not batcher.idle  # the only batch thread is taken
+        queued = asyncio.create_task(batcher.submit([2]))
+        await eventually(lambda: batcher.queue_depth == 1)
+        gate.set()
+        assert await busy == [0] and await queued == [20]
+        await eventually(lambda: batcher.running_batches == 0)
+        assert batcher.idle
+    assert not batcher.idle  # closed
+
+
+async def test_never_idle_in_strict_mode() -> None:
+    """Under TF Serving's full-or-timeout rule a lone item waits for the timeout: it never runs at once."""
+    async with make_batcher(FakeModel(), batch_timeout_micros=1000, dispatch_when_idle=False) as batcher:
+        assert not batcher.idle
