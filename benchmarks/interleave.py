@@ -48,12 +48,18 @@ class Comparison:
 def alternate(
     baseline: Callable[[], float], candidate: Callable[[], float], rounds: int, kind: Literal["ratio", "difference"]
 ) -> Comparison:
-    """Run `baseline` then `candidate`, `rounds` times; each returns the figure of one block."""
+    """Run both sides `rounds` times, in ABBA order (baseline first in even rounds, candidate first in odd
+    ones), so a steady drift or a side that always runs second does not bias the comparison; each returns
+    the figure of one block."""
     baseline_values: list[float] = []
     candidate_values: list[float] = []
-    for _ in range(rounds):
-        baseline_values.append(baseline())
-        candidate_values.append(candidate())
+    for round_index in range(rounds):
+        if round_index % 2:
+            candidate_values.append(candidate())
+            baseline_values.append(baseline())
+        else:
+            baseline_values.append(baseline())
+            candidate_values.append(candidate())
     return Comparison(baseline_values, candidate_values, kind)
 
 

@@ -72,9 +72,25 @@ def test_alternate_interleaves_both_sides_and_takes_the_median_per_round(tiny_se
         return server_block(tiny_server.address, workload, 1, 0.3, 0.1).percentile(50)
 
     comparison = alternate(in_process, server, rounds=3, kind="difference")
-    assert order == ["in-process", "server"] * 3
+    assert order == ["in-process", "server", "server", "in-process", "in-process", "server"]  # ABBA
     summary = comparison.summary()
     assert summary["rounds"] == 3 and len(summary["difference"]) == 3
     assert all(value > 0 for value in comparison.baseline + comparison.candidate)
     assert comparison.median == sorted(c - b for b, c in zip(comparison.baseline, comparison.candidate))[1]
     assert alternate(lambda: 2.0, lambda: 3.0, rounds=2, kind="ratio").median == 1.5
+
+
+def test_closed_loop_window_holds_whole_batches_so_throughput_is_not_quantized():
+    """Answers come in bursts of 16 a second apart (phase 0.37 s). A 6.5 s clock window would count 7
+    bursts (17.2 images/s); a window from answer to answer holds 7 bursts in 7 s: the true 16 images/s."""
+    from benchmarks.load import _Recorder
+
+    recorder = _Recorder()
+    for burst in range(12):
+        for image in range(16):
+            recorder.answers.append((burst + 0.37 + image * 1e-4, 50.0, None))
+    span = recorder.keep_window(2.0, 8.5)
+    level = recorder.result("closed", 32, None, span, 1)
+    assert level.ok == 7 * 16
+    assert abs(level.images_per_s - 16.0) < 1e-6
+    assert level.percentile(50) == 50.0
