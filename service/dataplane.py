@@ -99,7 +99,10 @@ class DataPlane:
         input_name: str,
         deadline: float | None = None,
     ) -> Classification:
-        """Decode each image in the decode pool, then batch them; errors name `input_name[index]`."""
+        """Decode each image in the decode pool, then batch them; errors name `input_name[index]`.
+
+        A lone image on an idle model skips the pool: the model decodes it in the batch (`_run_encoded`).
+        """
         # The lease keeps the version from unloading under this request.
         with served.lease(), self._admitted():
             self._check_count(len(images), input_name)
