@@ -150,6 +150,8 @@ class ModelRuntime:
                 outputs = self._predict_images(images=tf.constant([item.data for item in items]))  # type: ignore[union-attr]
             except tf.errors.InvalidArgumentError:
                 pass  # most likely an undecodable image: find it below, item by item
+            except tf.errors.OpError as error:
+                raise self._batch_failed(error, count) from None
             else:
                 return _predictions(outputs, count)
         decoded: list[np.ndarray | ImageDecodeError] = [
@@ -178,10 +180,13 @@ class ModelRuntime:
         try:
             outputs = self._classify_pixels(pixels=tf.constant(batch))
         except tf.errors.OpError as error:
-            summary = _op_error_summary(error.message)
-            _log.error("model %s failed on a batch of %d: %s", self.version_dir, count, summary)
-            raise BatchExecutionError(f"{type(error).__name__}: {summary}") from None
+            raise self._batch_failed(error, count) from None
         return _predictions(outputs, count)
+
+    def _batch_failed(self, error: tf.errors.OpError, count: int) -> BatchExecutionError:
+        summary = _op_error_summary(error.message)
+        _log.error("model %s failed on a batch of %d: %s", self.version_dir, count, summary)
+        return BatchExecutionError(f"{type(error).__name__}: {summary}")
 
     @staticmethod
     def sample_jpeg() -> bytes:
@@ -204,10 +209,7 @@ class ModelRuntime:
 
 
 def _all_encoded(items: Sequence[object]) -> bool:
-    for item in items:
-        if not isinstance(item, EncodedImage):
-            return False
-    return True
+    return all(isinstance(item, EncodedImage) for item in items)
 
 
 def _predictions(outputs: dict[str, tf.Tensor], count: int) -> list[Prediction]:
