@@ -83,6 +83,13 @@ class InProcessModel:
         )
 
 
+    def table(
+        self, batch_sizes: Sequence[int], seconds_per_size: float, on_tick: Callable[[float], None] | None = None
+    ) -> InProcessResult:
+        """One `measure` per batch size: the in-process table every report prints."""
+        return InProcessResult(levels=tuple(self.measure(size, seconds_per_size, on_tick) for size in batch_sizes))
+
+
 def measure_in_process(
     version_dir: Path,
     images: Sequence[bytes],
@@ -90,5 +97,4 @@ def measure_in_process(
     seconds_per_size: float = 6.0,
     on_tick: Callable[[float], None] | None = None,
 ) -> InProcessResult:
-    model = InProcessModel(version_dir, images)
-    return InProcessResult(levels=tuple(model.measure(size, seconds_per_size, on_tick) for size in batch_sizes))
+    return InProcessModel(version_dir, images).table(batch_sizes, seconds_per_size, on_tick)

@@ -132,11 +132,13 @@ class _Recorder:
         """`measured` decides for this request; by default, whether the level is recording now."""
         if not (self.recording if measured is None else measured):
             return
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self._add((time.perf_counter() - started) * 1000.0, code)
+
+    def _add(self, latency_ms: float, code: grpc.StatusCode | None) -> None:
         if code is None:
-            self.ok_latencies.append(elapsed_ms)
+            self.ok_latencies.append(latency_ms)
         else:
-            self.error_latencies.append(elapsed_ms)
+            self.error_latencies.append(latency_ms)
             self.errors[code.name] += 1
 
     def record_answer(self, started: float, code: grpc.StatusCode | None) -> None:
@@ -160,11 +162,7 @@ class _Recorder:
             return measure_until - measure_from
         end = times[last] if last < len(times) else max(measure_until, times[-1])
         for _, latency_ms, code in self.answers[first:last]:
-            if code is None:
-                self.ok_latencies.append(latency_ms)
-            else:
-                self.error_latencies.append(latency_ms)
-                self.errors[code.name] += 1
+            self._add(latency_ms, code)
         return end - times[first]
 
     def result(

@@ -19,7 +19,7 @@ import uvloop
 
 from .cli import run_levels
 from .corpus import jpeg_corpus
-from .inprocess import InProcessModel, InProcessResult, measure_in_process
+from .inprocess import InProcessModel, measure_in_process
 from .interleave import alternate, server_block
 from .launcher import floor_server, our_server
 from .load import LevelResult, Workload
@@ -65,7 +65,7 @@ def run_suite(args: argparse.Namespace) -> int:
     _log("in-process limit (predict_images: decode, resize, network)")
     local = InProcessModel(inception, corpus)
     seconds_per_size = max(args.duration / 2, 1)
-    in_process = InProcessResult(tuple(local.measure(size, seconds_per_size) for size in (1, 8, 16, 32)))
+    in_process = local.table((1, 8, 16, 32), seconds_per_size)
     report["in_process_fp32"] = in_process.summary()
 
     jpeg_load = Workload.encoded_images("inception", corpus)

@@ -134,7 +134,7 @@ class DataPlane:
             try:
                 check_pixel_count(image, self._max_pixels)
             except ImageTooLargeError as error:
-                raise InvalidInputError(f"{input_name}[0] {error}") from None
+                raise _invalid_image(input_name, 0, error) from None
         return await self._run(served, [EncodedImage(bytes(image))], input_name, deadline)
 
     async def classify_pixels(
@@ -178,10 +178,8 @@ class DataPlane:
             return_exceptions=True,
         )
         for index, outcome in enumerate(decoded):
-            if isinstance(outcome, ImageTooLargeError):
-                raise InvalidInputError(f"{input_name}[{index}] {outcome}")
-            if isinstance(outcome, ImageDecodeError):
-                raise InvalidInputError(f"{input_name}[{index}] is not a decodable image: {outcome}")
+            if isinstance(outcome, (ImageTooLargeError, ImageDecodeError)):
+                raise _invalid_image(input_name, index, outcome)
             if isinstance(outcome, BaseException):
                 raise outcome
         return decoded  # type: ignore[return-value]
@@ -224,9 +222,7 @@ class DataPlane:
             raise UnavailableError(f"model '{served.name}' version {served.version} is shutting down") from None
         except ItemError as error:
             if isinstance(error.cause, ImageDecodeError):  # decoded in the batch (the idle fast path)
-                raise InvalidInputError(
-                    f"{input_name}[{error.index}] is not a decodable image: {error.cause}"
-                ) from None
+                raise _invalid_image(input_name, error.index, error.cause) from None
             if isinstance(error.cause, BatchDeadlineExceeded):
                 raise DeadlineExceededError(
                     f"deadline passed while {input_name}[{error.index}] waited for the model"
@@ -254,6 +250,13 @@ class _InflightSlot:
 
     def __exit__(self, *exc_info: object) -> None:
         self._dataplane._inflight -= 1
+
+
+def _invalid_image(input_name: str, index: int, error: ImageTooLargeError | ImageDecodeError) -> InvalidInputError:
+    """One wording for a bad image, wherever it was found: the decode pool, the loop or the batch."""
+    if isinstance(error, ImageDecodeError):
+        return InvalidInputError(f"{input_name}[{index}] is not a decodable image: {error}")
+    return InvalidInputError(f"{input_name}[{index}] {error}")
 
 
 def _queue_full_message(served: ServedVersion) -> str:

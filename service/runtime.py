@@ -145,9 +145,11 @@ class ModelRuntime:
         mixed, the encoded items are decoded one by one, so an undecodable image fails its own item only.
         """
         count = len(items)
-        if self._predict_images is not None and padded_size <= count and _all_encoded(items):
+        if (self._predict_images is not None and padded_size <= count
+                and all(isinstance(item, EncodedImage) for item in items)):
             try:
-                outputs = self._predict_images(images=tf.constant([item.data for item in items]))  # type: ignore[union-attr]
+                encoded = tf.constant([item.data for item in items])  # type: ignore[union-attr]
+                outputs = self._predict_images(images=encoded)
             except tf.errors.InvalidArgumentError:
                 pass  # most likely an undecodable image: find it below, item by item
             except tf.errors.OpError as error:
@@ -206,10 +208,6 @@ class ModelRuntime:
             self.run_batch([blank] * size, size)
         if self._predict_images is not None:
             self.run_batch([EncodedImage(self.sample_jpeg())], 1)  # the idle fast path's graph
-
-
-def _all_encoded(items: Sequence[object]) -> bool:
-    return all(isinstance(item, EncodedImage) for item in items)
 
 
 def _predictions(outputs: dict[str, tf.Tensor], count: int) -> list[Prediction]:

@@ -28,20 +28,13 @@ def assert_same(actual: Prediction, expected: Prediction) -> None:
     np.testing.assert_allclose(actual.scores, expected.scores, rtol=1e-5, atol=1e-6)
 
 
-def test_encoded_batch_decoded_in_graph_matches_the_decode_pool_path(runtime: ModelRuntime) -> None:
+@pytest.mark.parametrize("padding", [0, 2], ids=["unpadded: predict_images", "padded: decoded one by one"])
+def test_encoded_batch_matches_the_decode_pool_path(runtime: ModelRuntime, padding: int) -> None:
+    """Unpadded, the batch runs through `predict_images`; padded (allowed_batch_sizes), item by item."""
     images = [jpeg(11, 120, 90), png(12, 40, 64), jpeg(13, 32, 32)]
     expected = reference(runtime, images)
-    actual = runtime.run_batch([EncodedImage(image) for image in images], len(images))
+    actual = runtime.run_batch([EncodedImage(image) for image in images], len(images) + padding)
     assert len(actual) == 3
-    for got, want in zip(actual, expected):
-        assert_same(got, want)
-
-
-def test_padded_encoded_batch_matches_too(runtime: ModelRuntime) -> None:
-    images = [jpeg(14), png(15)]
-    expected = reference(runtime, images)
-    actual = runtime.run_batch([EncodedImage(image) for image in images], 4)  # allowed_batch_sizes padding
-    assert len(actual) == 2
     for got, want in zip(actual, expected):
         assert_same(got, want)
 
