@@ -54,6 +54,7 @@ class InProcessModel:
         self._predict = tf.saved_model.load(str(version_dir)).signatures["predict_images"]
         self._images = list(images)
         self._warm: set[int] = set()
+        self._singles: dict[int, object] = {}
 
     def measure(
         self, batch_size: int, seconds: float, on_tick: Callable[[float], None] | None = None
@@ -82,6 +83,19 @@ class InProcessModel:
             p50_batch_ms=float(np.median(durations) * 1000),
         )
 
+    def time_one(self, index: int) -> float:
+        """Milliseconds of one batch-1 `predict_images` call on image `index` (the corpus cycled): one half
+        of a pair in `interleave.paired`, the server answering the same image being the other."""
+        index %= len(self._images)
+        if not self._singles:
+            for image in self._images[:2]:  # first calls set up kernels for this shape
+                self._predict(images=self._tf.constant([image]))["scores"].numpy()
+        single = self._singles.get(index)
+        if single is None:
+            single = self._singles[index] = self._tf.constant([self._images[index]])
+        started = time.perf_counter()
+        self._predict(images=single)["scores"].numpy()
+        return (time.perf_counter() - started) * 1000.0
 
     def table(
         self, batch_sizes: Sequence[int], seconds_per_size: float, on_tick: Callable[[float], None] | None = None

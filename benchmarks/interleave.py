@@ -35,6 +35,11 @@ class Comparison:
     def median(self) -> float:
         return float(statistics.median(self.per_round))
 
+    @property
+    def difference_of_medians(self) -> float:
+        """median(candidate) − median(baseline): e.g. a p50 against a p50, as goal 2 states it."""
+        return float(statistics.median(self.candidate) - statistics.median(self.baseline))
+
     def summary(self) -> dict[str, object]:
         return {
             "rounds": len(self.baseline),
@@ -61,6 +66,28 @@ def alternate(
             baseline_values.append(baseline())
             candidate_values.append(candidate())
     return Comparison(baseline_values, candidate_values, kind)
+
+
+def paired(
+    baseline: Callable[[int], float], candidate: Callable[[int], float], pairs: int, warmup_pairs: int = 0
+) -> Comparison:
+    """One measurement of each side per pair, both on input `index`, in ABBA order; `warmup_pairs` first,
+    not kept. For small differences of latency: blocks of a few seconds each drift by more than the
+    difference sought (±5 ms at 80 ms), while the two halves of a pair are a fraction of a second apart and
+    see the same input (the corpus' JPEGs differ in size, so in decode time)."""
+    baseline_values: list[float] = []
+    candidate_values: list[float] = []
+    for index in range(-warmup_pairs, pairs):
+        if index % 2:
+            candidate_value = candidate(index)
+            baseline_value = baseline(index)
+        else:
+            baseline_value = baseline(index)
+            candidate_value = candidate(index)
+        if index >= 0:
+            baseline_values.append(baseline_value)
+            candidate_values.append(candidate_value)
+    return Comparison(baseline_values, candidate_values, "difference")
 
 
 def server_block(target: str, workload: Workload, concurrency: int, seconds: float, warmup: float) -> LevelResult:

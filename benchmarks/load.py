@@ -21,6 +21,7 @@ from tensorflow_serving.apis import predict_pb2
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 _MESSAGE_LIMIT = 64 * 1024 * 1024
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MESSAGE_LIMIT), ("grpc.max_send_message_length", _MESSAGE_LIMIT)]
 
 
 @dataclass(frozen=True)
@@ -184,10 +185,36 @@ async def _send(call: grpc.aio.UnaryUnaryMultiCallable, request: bytes, timeout:
 
 
 def _channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        target,
-        options=[("grpc.max_receive_message_length", _MESSAGE_LIMIT), ("grpc.max_send_message_length", _MESSAGE_LIMIT)],
-    )
+    return grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+
+
+class SingleRequests:
+    """Lone requests, one at a time, on a channel kept open: the server side of `interleave.paired`.
+
+    Request `index` of the workload carries the same image as `InProcessModel.time_one(index)`. A failed
+    request raises its grpc.RpcError: a lone request has no business failing.
+    """
+
+    def __init__(self, target: str, workload: Workload, timeout_s: float = 60.0) -> None:
+        self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self._call = self._channel.unary_unary(PREDICT_METHOD)
+        self._requests = workload.requests
+        self._timeout_s = timeout_s
+
+    def latency_ms(self, index: int) -> float:
+        request = self._requests[index % len(self._requests)]
+        started = time.perf_counter()
+        self._call(request, timeout=self._timeout_s)
+        return (time.perf_counter() - started) * 1000.0
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "SingleRequests":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 async def closed_loop(

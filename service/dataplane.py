@@ -128,7 +128,7 @@ class DataPlane:
 
         With nothing else to overlap, a separate decode would only add a thread hop, a graph call and two
         pixel copies (about 1 ms, docs/benchmarks). The header check runs here, on the loop: it reads a
-        few bytes (about 25 us) and the server is idle by definition.
+        few bytes (a few microseconds for JPEG and PNG, see image_limits) and the server is idle by definition.
         """
         if self._max_pixels:
             try:

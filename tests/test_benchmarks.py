@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from benchmarks.inprocess import InProcessModel, measure_in_process
-from benchmarks.interleave import alternate, server_block
-from benchmarks.load import Workload
+from benchmarks.interleave import alternate, paired, server_block
+from benchmarks.load import SingleRequests, Workload
 from benchmarks.corpus import jpeg_corpus
 from benchmarks.launcher import floor_server
 from server_process import REPO_ROOT
@@ -78,6 +78,32 @@ def test_alternate_interleaves_both_sides_and_takes_the_median_per_round(tiny_se
     assert all(value > 0 for value in comparison.baseline + comparison.candidate)
     assert comparison.median == sorted(c - b for b, c in zip(comparison.baseline, comparison.candidate))[1]
     assert alternate(lambda: 2.0, lambda: 3.0, rounds=2, kind="ratio").median == 1.5
+
+
+def test_paired_measures_both_sides_on_the_same_input_in_abba_order_after_warmup():
+    calls: list[tuple[str, int]] = []
+
+    def side(name: str, value: float):
+        def measure(index: int) -> float:
+            calls.append((name, index))
+            return value + index
+
+        return measure
+
+    comparison = paired(side("in-process", 10.0), side("server", 12.0), pairs=4, warmup_pairs=1)
+    assert calls == [("server", -1), ("in-process", -1), ("in-process", 0), ("server", 0), ("server", 1),
+                     ("in-process", 1), ("in-process", 2), ("server", 2), ("server", 3), ("in-process", 3)]
+    assert comparison.baseline == [10.0, 11.0, 12.0, 13.0] and comparison.candidate == [12.0, 13.0, 14.0, 15.0]
+    assert comparison.median == 2.0 and comparison.difference_of_medians == 2.0
+
+
+def test_lone_server_requests_pair_with_in_process_calls_on_the_same_image(tiny_server, tiny_model_base):
+    images = jpeg_corpus(3)
+    local = InProcessModel(tiny_model_base / "1", images)
+    with SingleRequests(tiny_server.address, Workload.encoded_images("tiny", images)) as lone:
+        comparison = paired(local.time_one, lone.latency_ms, pairs=4, warmup_pairs=1)
+    assert len(comparison.baseline) == len(comparison.candidate) == 4
+    assert all(value > 0 for value in comparison.baseline + comparison.candidate)
 
 
 def test_closed_loop_window_holds_whole_batches_so_throughput_is_not_quantized():
