@@ -29,26 +29,28 @@ class ImageTooLargeError(ValueError):
 
 def check_pixel_count(data: bytes, max_pixels: int) -> None:
     """Raise ImageTooLargeError if the header declares more than `max_pixels` pixels; reads the header only."""
-    size = _jpeg_or_png_size(data)
-    if size is not None:
-        width, height = size
-        if width * height > max_pixels:
-            raise ImageTooLargeError(width * height, max_pixels, f"{width}x{height}")
-        return
+    size = _jpeg_or_png_size(data) or _pillow_size(data, max_pixels)
+    if size is None:
+        return  # not a header Pillow can read: leave the verdict to the model's decoder
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(width * height, max_pixels, f"{width}x{height}")
+
+
+def _pillow_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
+    """(width, height) as Pillow reads the header, or None when Pillow cannot identify the bytes."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
+                return image.size
     except Image.DecompressionBombError as error:  # Pillow's own guard (2 x MAX_IMAGE_PIXELS) fired first
         declared = re.search(r"\((\d+) pixels\)", str(error))
         raise ImageTooLargeError(
             int(declared.group(1)) if declared else None, max_pixels, "over Pillow's own bomb limit"
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError):
-        return  # not a header Pillow can read: leave the verdict to the model's decoder
-    if width * height > max_pixels:
-        raise ImageTooLargeError(width * height, max_pixels, f"{width}x{height}")
+        return None
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
