@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -65,16 +65,11 @@ class InProcessModel:
             [self._tf.constant([images[(start + i) % len(images)] for i in range(batch_size)])
              for start in range(0, len(images), batch_size)]
         )
-        if batch_size not in self._warm:
-            for _ in range(2):  # first calls set up kernels for this shape
-                self._predict(images=next(batches))["scores"].numpy()
-            self._warm.add(batch_size)
+        self._warm_up(batch_size, batches)
         durations = []
         started = time.perf_counter()
         while time.perf_counter() - started < seconds or len(durations) < 3:
-            call_started = time.perf_counter()
-            self._predict(images=next(batches))["scores"].numpy()
-            durations.append(time.perf_counter() - call_started)
+            durations.append(self._timed_call(next(batches)))
             if on_tick:
                 on_tick(durations[-1])
         return InProcessLevel(
@@ -87,15 +82,24 @@ class InProcessModel:
         """Milliseconds of one batch-1 `predict_images` call on image `index` (the corpus cycled): one half
         of a pair in `interleave.paired`, the server answering the same image being the other."""
         index %= len(self._images)
-        if not self._singles:
-            for image in self._images[:2]:  # first calls set up kernels for this shape
-                self._predict(images=self._tf.constant([image]))["scores"].numpy()
         single = self._singles.get(index)
         if single is None:
             single = self._singles[index] = self._tf.constant([self._images[index]])
+        self._warm_up(1, itertools.repeat(single))
+        return self._timed_call(single) * 1000.0
+
+    def _warm_up(self, batch_size: int, batches: Iterator[Any]) -> None:
+        """The first calls at a batch size set up kernels for its shape: make them once, untimed."""
+        if batch_size not in self._warm:
+            for _ in range(2):
+                self._timed_call(next(batches))
+            self._warm.add(batch_size)
+
+    def _timed_call(self, batch: Any) -> float:
+        """Seconds of one `predict_images` call, its outputs fetched."""
         started = time.perf_counter()
-        self._predict(images=single)["scores"].numpy()
-        return (time.perf_counter() - started) * 1000.0
+        self._predict(images=batch)["scores"].numpy()
+        return time.perf_counter() - started
 
     def table(
         self, batch_sizes: Sequence[int], seconds_per_size: float, on_tick: Callable[[float], None] | None = None

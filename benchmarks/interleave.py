@@ -56,20 +56,15 @@ def alternate(
     """Run both sides `rounds` times, in ABBA order (baseline first in even rounds, candidate first in odd
     ones), so a steady drift or a side that always runs second does not bias the comparison; each returns
     the figure of one block."""
-    baseline_values: list[float] = []
-    candidate_values: list[float] = []
-    for round_index in range(rounds):
-        if round_index % 2:
-            candidate_values.append(candidate())
-            baseline_values.append(baseline())
-        else:
-            baseline_values.append(baseline())
-            candidate_values.append(candidate())
-    return Comparison(baseline_values, candidate_values, kind)
+    return paired(lambda _: baseline(), lambda _: candidate(), rounds, kind=kind)
 
 
 def paired(
-    baseline: Callable[[int], float], candidate: Callable[[int], float], pairs: int, warmup_pairs: int = 0
+    baseline: Callable[[int], float],
+    candidate: Callable[[int], float],
+    pairs: int,
+    warmup_pairs: int = 0,
+    kind: Literal["ratio", "difference"] = "difference",
 ) -> Comparison:
     """One measurement of each side per pair, both on input `index`, in ABBA order; `warmup_pairs` first,
     not kept. For small differences of latency: blocks of a few seconds each drift by more than the
@@ -87,7 +82,7 @@ def paired(
         if index >= 0:
             baseline_values.append(baseline_value)
             candidate_values.append(candidate_value)
-    return Comparison(baseline_values, candidate_values, "difference")
+    return Comparison(baseline_values, candidate_values, kind)
 
 
 def server_block(target: str, workload: Workload, concurrency: int, seconds: float, warmup: float) -> LevelResult:
