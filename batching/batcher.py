@@ -435,10 +435,7 @@ class Batcher(Generic[T, R]):
             timer.cancel()
         seconds = time.perf_counter() - started
         self._running_batches -= 1
-        # With work queued, the dispatcher runs first so the next batch starts before these callers
-        # resume; with none, it runs after them, off the answer's path (a lone request's latency).
-        if self._queue_depth:
-            self._wakeup.set()
+        self._wakeup.set()
         error: BaseException | None
         if future.cancelled():
             error = BatcherClosedError("the batch was cancelled before it returned")
@@ -452,12 +449,9 @@ class Batcher(Generic[T, R]):
                 error = exc
         if error is not None:
             outcomes = [error] * len(batch)
-        try:
-            self._notify("on_batch_finished", info, seconds, error)
-            for item, outcome in zip(batch, outcomes):
-                self._settle(item, outcome)
-        finally:
-            self._wakeup.set()
+        self._notify("on_batch_finished", info, seconds, error)
+        for item, outcome in zip(batch, outcomes):
+            self._settle(item, outcome)
 
     def _on_dispatcher_exit(self, task: asyncio.Task[None]) -> None:
         """Never leave callers hanging: if the dispatcher stops early, fail what is queued."""
