@@ -22,6 +22,7 @@ from typing import Callable
 
 from batching import Batcher, BatchingParameters, BatchListener
 
+from . import heap
 from .errors import ModelNotFoundError, UnavailableError
 from .model_config import ModelSource
 from .runtime import ModelLoadError, ModelRuntime, Prediction
@@ -170,16 +171,23 @@ class ModelManager:
     async def _reconcile(self, model: _Model) -> None:
         on_disk = await asyncio.to_thread(find_versions, model.source.base_path)
         aspired = model.source.policy.aspired(on_disk)
-        for version in sorted(aspired):
-            current = model.versions.get(version)
-            if version in model.refused or (current is not None and current.state is not VersionState.END):
-                continue
-            await self._load(model, version)
-        # Availability first: old versions go only once an aspired one serves in their place.
-        if any(model.versions[v].state is VersionState.AVAILABLE for v in aspired if v in model.versions):
-            for served in list(model.versions.values()):
-                if served.version not in aspired and served.state is VersionState.AVAILABLE:
-                    await self._unload(served)
+        changed = False
+        try:
+            for version in sorted(aspired):
+                current = model.versions.get(version)
+                if version in model.refused or (current is not None and current.state is not VersionState.END):
+                    continue
+                changed = True
+                await self._load(model, version)
+            # Availability first: old versions go only once an aspired one serves in their place.
+            if any(model.versions[v].state is VersionState.AVAILABLE for v in aspired if v in model.versions):
+                for served in list(model.versions.values()):
+                    if served.version not in aspired and served.state is VersionState.AVAILABLE:
+                        changed = True
+                        await self._unload(served)
+        finally:
+            if changed:  # the long-lived heap changed: keep the garbage collector off the new one
+                heap.refreeze()
 
     async def _load(self, model: _Model, version: int) -> None:
         served = ServedVersion(name=model.name, version=version, path=model.source.base_path / str(version))
