@@ -123,6 +123,7 @@ class ModelManager:
         self._listener_factory = listener_factory
         self._models: dict[str, _Model] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._heap_changed = False  # a version was loaded (or refused) or unloaded since the last refreeze
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -134,7 +135,10 @@ class ModelManager:
         if source.name in self._models:
             raise ValueError(f"model '{source.name}' is already served")
         model = self._models[source.name] = _Model(source)
-        await self._reconcile(model)
+        try:
+            await self._reconcile(model)
+        finally:
+            self._refreeze_heap()
         available = [v for v in model.versions.values() if v.state is VersionState.AVAILABLE]
         if not available:
             errors = "; ".join(v.error for v in model.versions.values() if v.error)
@@ -157,11 +161,21 @@ class ModelManager:
 
     async def poll(self) -> None:
         """One pass over every model's base path: load aspired versions, unload the others."""
-        for model in list(self._models.values()):
-            try:
-                await self._reconcile(model)
-            except Exception:  # a polling fault must never stop serving
-                _log.exception("polling %s failed", model.source.base_path)
+        try:
+            for model in list(self._models.values()):
+                try:
+                    await self._reconcile(model)
+                except Exception:  # a polling fault must never stop serving
+                    _log.exception("polling %s failed", model.source.base_path)
+        finally:
+            self._refreeze_heap()
+
+    def _refreeze_heap(self) -> None:
+        """Once per pass that loaded or unloaded versions: keep the garbage collector off the new long-lived
+        heap, and collect an unloaded version's cycles (service/heap.py)."""
+        if self._heap_changed:
+            self._heap_changed = False
+            heap.refreeze()
 
     async def _poll_forever(self, interval_seconds: float) -> None:
         while True:
@@ -171,28 +185,22 @@ class ModelManager:
     async def _reconcile(self, model: _Model) -> None:
         on_disk = await asyncio.to_thread(find_versions, model.source.base_path)
         aspired = model.source.policy.aspired(on_disk)
-        changed = False
-        try:
-            for version in sorted(aspired):
-                current = model.versions.get(version)
-                if version in model.refused or (current is not None and current.state is not VersionState.END):
-                    continue
-                changed = True
-                await self._load(model, version)
-            # Availability first: old versions go only once an aspired one serves in their place.
-            if any(model.versions[v].state is VersionState.AVAILABLE for v in aspired if v in model.versions):
-                for served in list(model.versions.values()):
-                    if served.version not in aspired and served.state is VersionState.AVAILABLE:
-                        changed = True
-                        await self._unload(served)
-        finally:
-            if changed:  # the long-lived heap changed: keep the garbage collector off the new one
-                heap.refreeze()
+        for version in sorted(aspired):
+            current = model.versions.get(version)
+            if version in model.refused or (current is not None and current.state is not VersionState.END):
+                continue
+            await self._load(model, version)
+        # Availability first: old versions go only once an aspired one serves in their place.
+        if any(model.versions[v].state is VersionState.AVAILABLE for v in aspired if v in model.versions):
+            for served in list(model.versions.values()):
+                if served.version not in aspired and served.state is VersionState.AVAILABLE:
+                    await self._unload(served)
 
     async def _load(self, model: _Model, version: int) -> None:
         served = ServedVersion(name=model.name, version=version, path=model.source.base_path / str(version))
         model.versions[version] = served
         served.state = VersionState.LOADING
+        self._heap_changed = True  # loaded or refused, it leaves objects behind
         _log.info("loading model %s version %d from %s", model.name, version, served.path)
         started = time.perf_counter()
         try:
@@ -243,6 +251,7 @@ class ModelManager:
             await served.batcher.close(drain=True)
         served.state = VersionState.END
         served.runtime, served.batcher = None, None  # the SavedModel's memory goes with the last reference
+        self._heap_changed = True
         _log.info("unloaded model %s version %d", served.name, served.version)
 
     # -- serving ---------------------------------------------------------------------------
