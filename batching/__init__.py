@@ -18,7 +18,9 @@ from .errors import (
     DeadlineExceededError,
     ItemError,
     QueueFullError,
+    UnmeetableDeadlineError,
 )
+from .deadlines import BatchTimeEstimator, DeadlinePolicy
 from .listener import BatchInfo, BatchListener, ListenerGroup
 from .parameters import BatchingParameters
 
@@ -26,6 +28,8 @@ __all__ = [
     "Batcher",
     "Reservation",
     "BatchingParameters",
+    "DeadlinePolicy",
+    "BatchTimeEstimator",
     "BatchListener",
     "BatchInfo",
     "ListenerGroup",
@@ -34,5 +38,6 @@ __all__ = [
     "BatcherClosedError",
     "BatchTimeoutError",
     "DeadlineExceededError",
+    "UnmeetableDeadlineError",
     "ItemError",
 ]

@@ -14,7 +14,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-from .errors import BatcherClosedError, BatchTimeoutError, DeadlineExceededError, ItemError, QueueFullError
+from .deadlines import BatchTimeEstimator, DeadlinePolicy, predicted_finish
+from .errors import (
+    BatcherClosedError,
+    BatchTimeoutError,
+    DeadlineExceededError,
+    ItemError,
+    QueueFullError,
+    UnmeetableDeadlineError,
+)
 from .listener import HOOKS, BatchInfo, BatchListener
 from .parameters import BatchingParameters
 
@@ -31,6 +39,8 @@ _CLOCK_TOLERANCE = time.get_clock_info("monotonic").resolution
 # A server framework may enforce the same deadline by cancelling the caller a moment before our own
 # timer fires (gRPC does); a cancellation this close to the deadline is counted as the deadline's.
 _DEADLINE_CANCEL_SLACK = 0.05
+# How fast the typical batch size follows the sizes formed lately (weight of the newest batch).
+_TYPICAL_SIZE_WEIGHT = 0.2
 
 
 class _ItemState(enum.Enum):
@@ -109,6 +119,12 @@ class Batcher(Generic[T, R]):
       dropped, never computed), ``DeadlineExceededError`` when ``deadline`` passes first
       (queued items are dropped), or ``BatcherClosedError``. If the caller is cancelled, its
       queued items are dropped.
+    - Deadlines (``deadline_policy``, on by default): a request with a deadline that is predicted
+      to finish after it (the work queued and running ahead, batch times measured on this
+      batcher) is refused on arrival with ``UnmeetableDeadlineError``, nothing enqueued; when a
+      batch forms, a request whose remaining time is shorter than that batch's expected time is
+      dropped with the same error instead of computed. With no batch time measured yet, every
+      request is accepted. Requests without a deadline are never judged.
 
     All state lives on one event loop (the one running at the first ``submit``/``start``);
     the batcher is not thread-safe and must only be used from that loop.
@@ -122,6 +138,7 @@ class Batcher(Generic[T, R]):
         name: str = "default",
         listener: BatchListener | None = None,
         execution_timeout: float | None = None,
+        deadline_policy: DeadlinePolicy | None = None,
     ) -> None:
         if not callable(run_batch):
             raise TypeError("run_batch must be callable")
@@ -146,6 +163,10 @@ class Batcher(Generic[T, R]):
         self._dropped_in_queue = 0
         self._running_batches = 0
         self._batch_ids = itertools.count(1)
+        self._deadline_policy = deadline_policy if deadline_policy is not None else DeadlinePolicy()
+        self._batch_times = BatchTimeEstimator(self._deadline_policy.window)
+        self._running: dict[int, tuple[float, int]] = {}  # batch id -> (loop time started, padded size)
+        self._typical_batch_size = 1.0
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatcher: asyncio.Task[None] | None = None
@@ -163,6 +184,11 @@ class Batcher(Generic[T, R]):
         return self._parameters
 
     @property
+    def batch_times(self) -> BatchTimeEstimator:
+        """Batch durations measured on this batcher, by padded size: what deadline admission predicts from."""
+        return self._batch_times
+
+    @property
     def queue_depth(self) -> int:
         """Live items waiting for a batch (cancelled and expired items are not counted)."""
         return self._queue_depth
@@ -172,14 +198,15 @@ class Batcher(Generic[T, R]):
         """Items admitted by reserve() and not yet submitted (e.g. images still being decoded)."""
         return self._reserved
 
-    def reserve(self, count: int) -> "Reservation":
+    def reserve(self, count: int, *, deadline: float | None = None) -> "Reservation":
         """Hold queue room for ``count`` items that are still being prepared.
 
         Admission then happens before the caller's preparation work (decoding, say), not after it:
         under overload a request is refused at once instead of after waiting for its turn to be
         prepared, and the work admitted is bounded by the same ``max_enqueued_items``. Use as a
         context manager and pass it to ``submit(reservation=...)``; leaving the block unused gives
-        the room back. Raises ``QueueFullError`` or ``BatcherClosedError`` like ``submit``.
+        the room back. Raises ``QueueFullError``, ``UnmeetableDeadlineError`` (items reserved by
+        others count as ahead of these) or ``BatcherClosedError`` like ``submit``.
         """
         if count <= 0:
             raise ValueError("reserve() needs at least one item")
@@ -187,6 +214,8 @@ class Batcher(Generic[T, R]):
             self._notify("on_rejected", count, "closed")
             raise BatcherClosedError(f"batcher {self._name!r} is closed")
         self._check_room(count)
+        if deadline is not None:
+            self._check_deadline(count, self._queue_depth + self._reserved, deadline)
         self._reserved += count
         return Reservation(self, count)
 
@@ -199,6 +228,32 @@ class Batcher(Generic[T, R]):
                 f"batcher {self._name!r}: {self._queue_depth} of {limit} queued items{admitted}, "
                 f"no room for {count} more"
             )
+
+    def _check_deadline(self, count: int, ahead: int, deadline: float) -> None:
+        """Refuse now a request predicted to finish after ``deadline``, rather than compute it for nobody."""
+        if not self._deadline_policy.enabled:
+            return
+        now = asyncio.get_running_loop().time()
+        parameters = self._parameters
+        finish = predicted_finish(
+            now,
+            self._batch_times,
+            ahead=ahead,
+            count=count,
+            max_batch_size=parameters.max_batch_size,
+            threads=parameters.num_batch_threads,
+            running=self._running.values(),
+            typical_batch_size=self._typical_batch_size,
+            padded_size=parameters.padded_size,
+            partial_batch_wait=0.0 if parameters.dispatch_when_idle else parameters.batch_timeout_seconds,
+        )
+        if finish is None or now + self._deadline_policy.stretched(finish - now) <= deadline:
+            return
+        self._notify("on_rejected", count, "deadline_unmeetable")
+        raise UnmeetableDeadlineError(
+            f"batcher {self._name!r}: {count} item(s) behind {ahead} queued would take about "
+            f"{finish - now:.3f} s; the deadline is in {max(deadline - now, 0.0):.3f} s"
+        )
 
     @property
     def running_batches(self) -> int:
@@ -265,9 +320,12 @@ class Batcher(Generic[T, R]):
         if reservation is None:
             self._check_room(count)
         now = loop.time()
-        if deadline is not None and deadline <= now:
-            self._notify("on_rejected", count, "deadline")
-            raise DeadlineExceededError("deadline passed before the request was enqueued")
+        if deadline is not None:
+            if deadline <= now:
+                self._notify("on_rejected", count, "deadline")
+                raise DeadlineExceededError("deadline passed before the request was enqueued")
+            # Checked again after a reservation: preparing the items took time, and the queue moved.
+            self._check_deadline(count, self._queue_depth + (0 if reservation else self._reserved), deadline)
 
         request: _Request[R] = _Request(loop.create_future(), count, deadline, context)
         enqueued_perf = time.perf_counter()
@@ -376,16 +434,22 @@ class Batcher(Generic[T, R]):
         # Strict mode: the batch closed when its oldest item timed out; later items go to the
         # next batch even if this one is dispatched late because every thread was busy.
         window_end = head.enqueued_at + self._parameters.batch_timeout_seconds if strict else math.inf
+        # An item with less time left than this batch is expected to take would be computed for nobody.
+        needs = self._time_needed(min(self._queue_depth, self._parameters.max_batch_size))
         batch: list[_Item] = []
         while len(batch) < self._parameters.max_batch_size:
             item = self._live_head(now)
             if item is None or item.enqueued_at > window_end:
                 break
+            deadline = item.request.deadline
+            if needs is not None and deadline is not None and deadline - now < needs:
+                self._refuse_late(item.request, deadline - now, needs)
+                continue
             self._queue.popleft()
             item.state = _ItemState.RUNNING
             batch.append(item)
         self._queue_depth -= len(batch)
-        if not batch:  # cannot happen: head is live at `now`; never run an empty batch anyway
+        if not batch:  # every candidate was too late: nothing to run
             return
 
         started_perf = time.perf_counter()
@@ -397,6 +461,9 @@ class Batcher(Generic[T, R]):
             contexts=tuple(item.request.context for item in batch),
         )
         self._running_batches += 1
+        self._running[info.batch_id] = (now, info.padded_size)
+        weight = _TYPICAL_SIZE_WEIGHT
+        self._typical_batch_size = (1 - weight) * self._typical_batch_size + weight * len(batch)
         self._notify("on_batch_started", info)
         started = time.perf_counter()
         values = [item.value for item in batch]
@@ -409,6 +476,23 @@ class Batcher(Generic[T, R]):
         if self._execution_timeout is not None:
             timer = loop.call_later(self._execution_timeout, self._time_out_batch, batch, info)
         future.add_done_callback(functools.partial(self._finish_batch, batch, info, started, timer))
+
+    def _time_needed(self, size: int) -> float | None:
+        """Seconds an item must have left to be worth starting in a batch of ``size``; None: don't judge."""
+        if not self._deadline_policy.enabled or size < 1:
+            return None
+        expected = self._batch_times.estimate(self._parameters.padded_size(size))
+        return None if expected is None else self._deadline_policy.stretched(expected)
+
+    def _refuse_late(self, request: _Request[Any], remaining: float, needed: float) -> None:
+        self._drop_queued(request, "deadline_unmeetable_at_batch")
+        if not request.future.done():
+            request.future.set_exception(
+                UnmeetableDeadlineError(
+                    f"batcher {self._name!r}: {max(remaining, 0.0):.3f} s left before the deadline, "
+                    f"the batch takes about {needed:.3f} s"
+                )
+            )
 
     def _time_out_batch(self, batch: list[_Item], info: BatchInfo) -> None:
         """The model call is stuck: answer its callers now; its thread stays busy until it returns."""
@@ -435,6 +519,7 @@ class Batcher(Generic[T, R]):
             timer.cancel()
         seconds = time.perf_counter() - started
         self._running_batches -= 1
+        self._running.pop(info.batch_id, None)
         self._wakeup.set()
         error: BaseException | None
         if future.cancelled():
@@ -449,7 +534,14 @@ class Batcher(Generic[T, R]):
                 error = exc
         if error is not None:
             outcomes = [error] * len(batch)
+        else:  # a batch that raised says nothing of how long the model takes
+            self._batch_times.record(info.padded_size, seconds)
         self._notify("on_batch_finished", info, seconds, error)
+        if "on_finished_late" in self._active_hooks:
+            now = asyncio.get_running_loop().time()
+            late = sum(1 for item in batch if item.request.deadline is not None and item.request.deadline < now)
+            if late:
+                self._notify("on_finished_late", info, late)
         for item, outcome in zip(batch, outcomes):
             self._settle(item, outcome)
 

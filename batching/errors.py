@@ -11,6 +11,7 @@ __all__ = [
     "QueueFullError",
     "BatcherClosedError",
     "DeadlineExceededError",
+    "UnmeetableDeadlineError",
     "BatchTimeoutError",
     "ItemError",
 ]
@@ -30,6 +31,12 @@ class BatcherClosedError(BatchingError):
 
 class DeadlineExceededError(BatchingError):
     """The request's deadline passed before all of its items were computed."""
+
+
+class UnmeetableDeadlineError(BatchingError):
+    """The request would finish after its deadline: refused on arrival, or dropped when its batch formed,
+    before any of its remaining items were computed. The deadline has not passed yet, so the caller may
+    still retry elsewhere; the estimate came from the batch times measured on this model."""
 
 
 class BatchTimeoutError(BatchingError):

@@ -32,7 +32,9 @@ class BatchInfo:
     """The ``context`` its request was submitted with, for each item in batch order (None if none)."""
 
 
-HOOKS = ("on_enqueued", "on_rejected", "on_batch_started", "on_batch_timed_out", "on_batch_finished")
+HOOKS = (
+    "on_enqueued", "on_rejected", "on_batch_started", "on_batch_timed_out", "on_batch_finished", "on_finished_late",
+)
 
 
 class BatchListener:
@@ -50,7 +52,9 @@ class BatchListener:
         """``count`` items will never run.
 
         ``reason`` is ``"queue_full"`` (refused at submit), ``"deadline"`` (deadline passed),
-        ``"cancelled"`` (the caller went away or a sibling item failed) or ``"closed"``
+        ``"deadline_unmeetable"`` (refused on arrival: predicted to finish after its deadline),
+        ``"deadline_unmeetable_at_batch"`` (dropped when its batch formed: less time left than the batch
+        takes), ``"cancelled"`` (the caller went away or a sibling item failed) or ``"closed"``
         (the batcher was closed without draining, or a submit came after close).
         """
 
@@ -66,6 +70,10 @@ class BatchListener:
 
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
         """A batch returned after ``seconds``; ``error`` is set when the whole batch failed."""
+
+    def on_finished_late(self, batch: BatchInfo, count: int) -> None:
+        """``count`` items of ``batch`` were computed but their request's deadline passed before the batch
+        returned: work done for nobody. Called after ``on_batch_finished``, only when ``count`` > 0."""
 
 
 class ListenerGroup(BatchListener):
@@ -103,3 +111,6 @@ class ListenerGroup(BatchListener):
 
     def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
         self._each("on_batch_finished", batch, seconds, error)
+
+    def on_finished_late(self, batch: BatchInfo, count: int) -> None:
+        self._each("on_finished_late", batch, count)

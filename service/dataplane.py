@@ -17,7 +17,7 @@ import numpy as np
 from opentelemetry import trace
 
 from batching import BatcherClosedError, BatchTimeoutError, DeadlineExceededError as BatchDeadlineExceeded
-from batching import ItemError, QueueFullError, Reservation
+from batching import ItemError, QueueFullError, Reservation, UnmeetableDeadlineError
 
 from .errors import (
     DeadlineExceededError,
@@ -112,7 +112,7 @@ class DataPlane:
                 return await self._run_encoded(served, images[0], input_name, deadline)
             # Queue room is taken before decoding: under overload the request is refused now, not
             # after waiting behind every other admitted image for a decode thread.
-            with self._reserve(served, len(images)) as reservation:
+            with self._reserve(served, len(images), deadline) as reservation:
                 if self._tracing:
                     with self._tracer.start_as_current_span("decode", attributes={ATTR_IMAGES: len(images)}):
                         pixels = await self._decode_all(served, images, input_name)
@@ -191,11 +191,13 @@ class DataPlane:
         return current_span_context() if self._tracing else None
 
     @staticmethod
-    def _reserve(served: ServedVersion, count: int) -> Reservation:
+    def _reserve(served: ServedVersion, count: int, deadline: float | None) -> Reservation:
         try:
-            return served.batcher.reserve(count)  # type: ignore[union-attr]
+            return served.batcher.reserve(count, deadline=deadline)  # type: ignore[union-attr]
         except QueueFullError:
             raise ResourceExhaustedError(_queue_full_message(served)) from None
+        except UnmeetableDeadlineError as error:
+            raise ResourceExhaustedError(_unmeetable_deadline_message(served, error)) from None
         except BatcherClosedError:
             raise UnavailableError(f"model '{served.name}' version {served.version} is shutting down") from None
 
@@ -216,6 +218,8 @@ class DataPlane:
             )
         except QueueFullError:
             raise ResourceExhaustedError(_queue_full_message(served)) from None
+        except UnmeetableDeadlineError as error:
+            raise ResourceExhaustedError(_unmeetable_deadline_message(served, error)) from None
         except BatchDeadlineExceeded:
             raise DeadlineExceededError(f"deadline passed while {input_name} waited for the model") from None
         except BatcherClosedError:
@@ -264,6 +268,15 @@ def _queue_full_message(served: ServedVersion) -> str:
     return (
         f"model '{served.name}' queue is full ({batcher.queue_depth} images waiting, "  # type: ignore[union-attr]
         f"{batcher.reserved} being decoded): retry later"  # type: ignore[union-attr]
+    )
+
+
+def _unmeetable_deadline_message(served: ServedVersion, error: UnmeetableDeadlineError) -> str:
+    """RESOURCE_EXHAUSTED, not DEADLINE_EXCEEDED: the deadline has not passed, and the client can act on
+    the refusal now (retry on another replica, back off, or allow more time)."""
+    return (
+        f"model '{served.name}' cannot answer before the request's deadline ({error}); it was not run: "
+        "retry later, elsewhere or with a longer deadline"
     )
 
 

@@ -45,7 +45,9 @@ LATENCY_BUCKETS = (
 UNKNOWN_MODEL = "_unknown"
 
 # BatchListener.on_rejected's reasons.
-REJECTION_REASONS = ("queue_full", "deadline", "cancelled", "closed")
+REJECTION_REASONS = (
+    "queue_full", "deadline", "deadline_unmeetable", "deadline_unmeetable_at_batch", "cancelled", "closed",
+)
 
 
 def _batch_size_buckets(max_batch_size: int) -> tuple[float, ...]:
@@ -99,6 +101,11 @@ class ServingMetrics:
         self.inflight = Gauge(
             "inference_inflight_requests", "RPCs received and not yet answered", ["model"], registry=self.registry,
         )
+        self.late_items = Counter(
+            "inference_late_items_total",
+            "Images computed whose request's deadline passed before their batch returned (work done for nobody)",
+            ["model"], registry=self.registry,
+        )
         self.batch_timeouts = Counter(
             "inference_batch_timeouts_total", "Batches failed for running past --batch_execution_timeout_seconds",
             ["model"], registry=self.registry,
@@ -114,6 +121,7 @@ class ServingMetrics:
         for reason in REJECTION_REASONS:
             self.rejected.labels(model=model, reason=reason)
         self.batch_errors.labels(model=model)
+        self.late_items.labels(model=model)
         self.batch_timeouts.labels(model=model)
         self.inflight.labels(model=model)
 
@@ -168,6 +176,7 @@ class _MetricsListener(BatchListener):
         self._queue_wait = metrics.queue_wait.labels(model=model)
         self._compute = metrics.compute.labels(model=model)
         self._batch_errors = metrics.batch_errors.labels(model=model)
+        self._late_items = metrics.late_items.labels(model=model)
 
     def on_rejected(self, count: int, reason: str) -> None:
         self._metrics.rejected.labels(model=self._model, reason=reason).inc(count)
@@ -189,3 +198,7 @@ class _MetricsListener(BatchListener):
         self._compute.observe(seconds)
         if error is not None:
             self._batch_errors.inc()
+
+    def on_finished_late(self, batch: BatchInfo, count: int) -> None:
+        if not is_warmup_batch(batch):
+            self._late_items.inc(count)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from batching import Batcher, BatchingParameters, BatchListener
+from batching import Batcher, BatchingParameters, BatchListener, DeadlinePolicy
 
 from . import heap
 from .errors import ModelNotFoundError, UnavailableError
@@ -117,9 +117,11 @@ class ModelManager:
         listener_factory: Callable[[str, int], BatchListener] | None = None,
         *,
         batch_execution_timeout: float | None = None,
+        deadline_policy: DeadlinePolicy | None = None,
     ) -> None:
         self._batching = batching
         self._batch_execution_timeout = batch_execution_timeout
+        self._deadline_policy = deadline_policy
         self._listener_factory = listener_factory
         self._models: dict[str, _Model] = {}
         self._poller: asyncio.Task[None] | None = None
@@ -216,7 +218,7 @@ class ModelManager:
         listener = self._listener_factory(model.name, version) if self._listener_factory else None
         served.batcher = Batcher(
             served.runtime.run_batch, self._batching, name=f"{model.name}-v{version}", listener=listener,
-            execution_timeout=self._batch_execution_timeout,
+            execution_timeout=self._batch_execution_timeout, deadline_policy=self._deadline_policy,
         )
         served.loaded_seconds = time.perf_counter() - started
         served.state = VersionState.AVAILABLE  # from here on, get(name) picks it if it is the highest

@@ -73,6 +73,7 @@ class ModelServer:
             settings.effective_batching,
             listener_factory=lambda name, version: ListenerGroup(*(make(name, version) for make in listener_factories)),
             batch_execution_timeout=settings.batch_execution_timeout_seconds or None,
+            deadline_policy=settings.deadline_policy,
         )
         self.metrics.watch_models(self.models)
         self._decode_executor = ThreadPoolExecutor(

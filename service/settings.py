@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from batching import BatchingParameters
+from batching import BatchingParameters, DeadlinePolicy
 
 from .batching_config import parse_batching_parameters_file
 from .model_config import ModelSource, parse_model_config_file
@@ -46,6 +46,9 @@ class ServerSettings:
     max_image_pixels: int = 25_000_000  # header-declared pixels per image; 0: no limit
     max_inflight_requests: int = 1024  # inference requests decoding, queued or running; 0: no limit
     batch_execution_timeout_seconds: float = 0.0  # a model call running longer fails its batch; 0: no limit
+    # Requests with a deadline that cannot meet it are refused at once (RESOURCE_EXHAUSTED), never computed.
+    refuse_unmeetable_deadlines: bool = True
+    deadline_headroom: float = 0.1  # predicted times are stretched by this fraction before the comparison
     ssl_config_file: Path | None = None  # TF Serving's SSLConfig text proto (PEM contents inline)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -68,6 +71,10 @@ class ServerSettings:
             num_batch_threads=self.batching.num_batch_threads,
             max_enqueued_batches=self.batching.max_enqueued_items,
         )
+
+    @property
+    def deadline_policy(self) -> DeadlinePolicy:
+        return DeadlinePolicy(enabled=self.refuse_unmeetable_deadlines, headroom=self.deadline_headroom)
 
     @property
     def model_sources(self) -> tuple[ModelSource, ...]:
@@ -192,6 +199,18 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch_execution_timeout_seconds", type=_non_negative_float,
         help="fail a batch whose model call runs longer, and report it (default 0: no limit)",
+    )
+    parser.add_argument(
+        "--refuse_unmeetable_deadlines",
+        help="refuse at once (RESOURCE_EXHAUSTED) a request whose deadline the queue ahead of it cannot meet, "
+        "and never start an item with less time left than its batch takes; predictions come from the batch "
+        "times measured while serving (default true)",
+        **bool_flag,
+    )
+    parser.add_argument(
+        "--deadline_headroom", type=_non_negative_float,
+        help="fraction by which predicted finish times are stretched before they are compared with a "
+        "request's deadline, for batch-time jitter (default 0.1)",
     )
     parser.add_argument(
         "--ssl_config_file",
