@@ -39,7 +39,8 @@ _CLOCK_TOLERANCE = time.get_clock_info("monotonic").resolution
 # A server framework may enforce the same deadline by cancelling the caller a moment before our own
 # timer fires (gRPC does); a cancellation this close to the deadline is counted as the deadline's.
 _DEADLINE_CANCEL_SLACK = 0.05
-# How fast the typical batch size follows the sizes formed lately (weight of the newest batch).
+# How fast the typical batch size (what deadline admission expects a busy model's next batch to hold)
+# follows the sizes formed lately: the weight of the newest batch.
 _TYPICAL_SIZE_WEIGHT = 0.2
 
 
@@ -434,21 +435,9 @@ class Batcher(Generic[T, R]):
         # Strict mode: the batch closed when its oldest item timed out; later items go to the
         # next batch even if this one is dispatched late because every thread was busy.
         window_end = head.enqueued_at + self._parameters.batch_timeout_seconds if strict else math.inf
-        # An item with less time left than this batch is expected to take would be computed for nobody.
-        needs = self._time_needed(min(self._queue_depth, self._parameters.max_batch_size))
-        batch: list[_Item] = []
-        while len(batch) < self._parameters.max_batch_size:
-            item = self._live_head(now)
-            if item is None or item.enqueued_at > window_end:
-                break
-            deadline = item.request.deadline
-            if needs is not None and deadline is not None and deadline - now < needs:
-                self._refuse_late(item.request, deadline - now, needs)
-                continue
-            self._queue.popleft()
-            item.state = _ItemState.RUNNING
-            batch.append(item)
-        self._queue_depth -= len(batch)
+        batch = self._take(now, window_end, self._parameters.max_batch_size)
+        if self._deadline_policy.enabled and self._batch_times.measured:
+            batch = self._fit_to_deadlines(batch, now, window_end)
         if not batch:  # every candidate was too late: nothing to run
             return
 
@@ -477,12 +466,67 @@ class Batcher(Generic[T, R]):
             timer = loop.call_later(self._execution_timeout, self._time_out_batch, batch, info)
         future.add_done_callback(functools.partial(self._finish_batch, batch, info, started, timer))
 
-    def _time_needed(self, size: int) -> float | None:
-        """Seconds an item must have left to be worth starting in a batch of ``size``; None: don't judge."""
-        if not self._deadline_policy.enabled or size < 1:
-            return None
-        expected = self._batch_times.estimate(self._parameters.padded_size(size))
-        return None if expected is None else self._deadline_policy.stretched(expected)
+    def _take(self, now: float, window_end: float, count: int) -> list[_Item]:
+        """Up to ``count`` live items from the head of the queue, marked running."""
+        taken: list[_Item] = []
+        while len(taken) < count:
+            item = self._live_head(now)
+            if item is None or item.enqueued_at > window_end:
+                break
+            self._queue.popleft()
+            item.state = _ItemState.RUNNING
+            taken.append(item)
+        self._queue_depth -= len(taken)
+        return taken
+
+    def _fit_to_deadlines(self, batch: list[_Item], now: float, window_end: float) -> list[_Item]:
+        """The largest batch whose items all have the time it takes; the items without it are dropped.
+
+        Dropping the few with the least time left keeps batches large, and so the model's throughput: the
+        alternative, shrinking the batch to what its tightest item allows, would slow every later batch and
+        leave the next items tighter still. A dropped item could not make a later batch either (one thread:
+        that batch starts after this one). Items beyond the chosen size go back to the head of the queue, and
+        the room the dropped ones leave is refilled from the queue. Items without a deadline always fit.
+        """
+        limit = self._parameters.max_batch_size
+        while True:
+            lefts = [math.inf if item.request.deadline is None else item.request.deadline - now for item in batch]
+            ordered = sorted(lefts, reverse=True)
+            size = next((n for n in range(len(ordered), 0, -1) if ordered[n - 1] >= self._time_needed(n)), 0)
+            needed = self._time_needed(max(size, 1))
+            kept: list[_Item] = []
+            extra: list[_Item] = []
+            late = 0
+            for item, left in zip(batch, lefts):
+                if size and left >= needed:
+                    (kept if len(kept) < size else extra).append(item)
+                else:
+                    late += 1
+                    self._refuse_taken(item, left, needed)
+            for item in reversed(extra):
+                item.state = _ItemState.QUEUED
+                self._queue.appendleft(item)
+            self._queue_depth += len(extra)
+            batch = kept
+            if not late or extra or len(batch) == limit:
+                return batch
+            more = self._take(now, window_end, limit - len(batch))
+            if not more:
+                return batch
+            batch += more
+
+    def _refuse_taken(self, item: _Item, left: float, needed: float) -> None:
+        """Drop an item taken from the queue for a batch it cannot finish in, with the rest of its request."""
+        item.state = _ItemState.DROPPED
+        item.value = None
+        item.request.unsettled -= 1
+        self._notify("on_rejected", 1, "deadline_unmeetable_at_batch")
+        self._refuse_late(item.request, left, needed)
+
+    def _time_needed(self, size: int) -> float:
+        """Seconds an item must have left to be worth starting in a batch of ``size`` (once measured)."""
+        expected = self._batch_times.estimate(self._parameters.padded_size(size)) or 0.0
+        return self._deadline_policy.stretched(expected)
 
     def _refuse_late(self, request: _Request[Any], remaining: float, needed: float) -> None:
         self._drop_queued(request, "deadline_unmeetable_at_batch")

@@ -26,9 +26,9 @@ class DeadlinePolicy:
       formation an item whose remaining time is shorter than its batch's expected time.
     - ``headroom``: the prediction is stretched by this fraction before it is compared with the deadline,
       so batch-time jitter and the answer's own trip back do not turn accepted requests into late ones.
-    - ``window``: batch times remembered per batch size; the estimate is their median, so one slow batch
-      (the first call, a GC pause) does not move it, and a lasting change does within ``window // 2 + 1``
-      batches.
+    - ``window``: batch times remembered per batch size; the estimate is their median, or the latest
+      batch's time if that was slower: a model that slows down (a neighbour taking the CPU, a request storm)
+      is followed from the next batch on, one that speeds up within ``window // 2 + 1`` batches.
     """
 
     enabled: bool = True
@@ -50,8 +50,10 @@ class DeadlinePolicy:
 class BatchTimeEstimator:
     """Expected seconds for a batch of a given (padded) size, learned from the batches that ran.
 
-    Per size it keeps the last ``window`` durations and answers their median. The first batch of each size
-    is not kept: it carries one-time costs (graph set-up, allocation) that later batches do not. A size
+    Per size it keeps the last ``window`` durations and answers their median, or the latest duration when
+    that is longer: erring slow keeps accepted requests on time when the model slows, at the price of one
+    batch's caution after a lone slow batch. The first batch of each size is not kept: it carries one-time
+    costs (graph set-up, allocation) that later batches do not. A size
     never measured is interpolated linearly between its measured neighbours, or scaled in proportion to the
     nearest measured size outside them. With nothing measured yet it answers None: the caller then accepts.
     """
@@ -72,7 +74,7 @@ class BatchTimeEstimator:
             times = self._times[size] = deque(maxlen=self._window)
             bisect.insort(self._sizes, size)
         times.append(seconds)
-        self._medians[size] = statistics.median(times)
+        self._medians[size] = max(statistics.median(times), seconds)
 
     @property
     def measured(self) -> bool:
@@ -122,14 +124,10 @@ def predicted_finish(
     """
     if not estimator.measured:
         return None
-    free_at = []
-    for started, size in running:
-        expected = estimator.estimate(size)
-        free_at.append(max(now, started + (expected or 0.0)))
+    free_at = [max(now, started + (estimator.estimate(size) or 0.0)) for started, size in running]
     free_at.extend([now] * max(threads - len(free_at), 0))
     heapq.heapify(free_at)
-    total = ahead + count
-    full, rest = divmod(total, max_batch_size)
+    full, rest = divmod(ahead + count, max_batch_size)
     sizes = [max_batch_size] * full
     if rest:
         starts_now = full == 0 and free_at[0] <= now
@@ -138,10 +136,9 @@ def predicted_finish(
         sizes.append(rest)
     finish = now
     for size in sizes:
-        expected = estimator.estimate(padded_size(size)) or 0.0
-        start = heapq.heappop(free_at)
-        finish = start + expected
+        seconds = estimator.estimate(padded_size(size)) or 0.0
+        if size < max_batch_size:
+            seconds += partial_batch_wait
+        finish = heapq.heappop(free_at) + seconds
         heapq.heappush(free_at, finish)
-    if sizes and sizes[-1] < max_batch_size:
-        finish += partial_batch_wait
     return finish

@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     floor.add_argument("--host", default="127.0.0.1")
     floor.add_argument("--port", type=int, default=8600)
 
+    goodput = commands.add_parser(
+        "goodput", help="open-loop overload with client deadlines, with and without deadline-aware admission"
+    )
+    goodput.add_argument("--models", type=Path, default=Path("models/bench"), help="exported models are cached here")
+    goodput.add_argument("--duration", type=float, default=10.0, help="measured seconds per case and side")
+    goodput.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level")
+    goodput.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="goodput.json goes here")
+
     suite = commands.add_parser("suite", help="every goal, in one run, on this machine (README figures)")
     suite.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="JSON, PNG and log go here")
     suite.add_argument("--models", type=Path, default=Path("models/bench"), help="exported models are cached here")
@@ -89,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         uvloop.run(serve_floor(args.host, args.port))
         return 0
+    if args.command == "goodput":
+        from .suite import run_goodput_only
+
+        return run_goodput_only(args)
     if args.command == "suite":
         from .suite import run_suite
 

@@ -82,6 +82,7 @@ class LevelResult:
     errors: dict[str, int] = field(default_factory=dict)
     ok_latencies_ms: list[float] = field(default_factory=list)
     error_latencies_ms: list[float] = field(default_factory=list)
+    error_latencies_by_code_ms: dict[str, list[float]] = field(default_factory=dict)
     images_per_request: int = 1
     mean_batch_size: float | None = None
     server_rss_bytes: float | None = None
@@ -127,6 +128,7 @@ class _Recorder:
         self.ok_latencies: list[float] = []
         self.error_latencies: list[float] = []
         self.errors: Counter[str] = Counter()
+        self.error_latencies_by_code: dict[str, list[float]] = {}
         self.answers: list[tuple[float, float, grpc.StatusCode | None]] = []  # (answered at, latency ms, code)
 
     def record(self, started: float, code: grpc.StatusCode | None, measured: bool | None = None) -> None:
@@ -141,6 +143,7 @@ class _Recorder:
         else:
             self.error_latencies.append(latency_ms)
             self.errors[code.name] += 1
+            self.error_latencies_by_code.setdefault(code.name, []).append(latency_ms)
 
     def record_answer(self, started: float, code: grpc.StatusCode | None) -> None:
         """Closed loop: keep every answer with its time; `keep_window` picks the measured ones afterwards."""
@@ -172,7 +175,8 @@ class _Recorder:
         return LevelResult(
             mode=mode, concurrency=concurrency, rate=rate, duration_s=duration_s, ok=len(self.ok_latencies),
             errors=dict(self.errors), ok_latencies_ms=self.ok_latencies,
-            error_latencies_ms=self.error_latencies, images_per_request=images_per_request,
+            error_latencies_ms=self.error_latencies, error_latencies_by_code_ms=self.error_latencies_by_code,
+            images_per_request=images_per_request,
         )
 
 

@@ -36,16 +36,20 @@ def test_nothing_measured_means_no_estimate_and_the_first_batch_of_a_size_is_not
     assert estimator.estimate(4) == pytest.approx(0.2)
 
 
-def test_one_slow_batch_does_not_move_the_estimate_a_lasting_change_does_within_three_batches() -> None:
+def test_a_slower_batch_is_followed_at_once_a_faster_regime_within_three_batches() -> None:
     estimator = BatchTimeEstimator(window=5)
     for seconds in (9.9, 0.1, 0.1, 0.1, 0.1, 0.1):
         estimator.record(8, seconds)
-    estimator.record(8, 2.0)  # a pause
+    estimator.record(8, 2.0)  # a pause: the next prediction errs slow ...
+    assert estimator.estimate(8) == pytest.approx(2.0)
+    estimator.record(8, 0.1)  # ... and only until the next batch
     assert estimator.estimate(8) == pytest.approx(0.1)
-    estimator.record(8, 0.3)
-    assert estimator.estimate(8) == pytest.approx(0.1)
-    estimator.record(8, 0.3)
-    assert estimator.estimate(8) == pytest.approx(0.3)
+    steady = BatchTimeEstimator(window=5)
+    for seconds in (9.9, 0.3, 0.3, 0.3, 0.3, 0.3):
+        steady.record(8, seconds)
+    for expected in (0.3, 0.3, 0.05):
+        steady.record(8, 0.05)  # faster: followed once most of the window agrees
+        assert steady.estimate(8) == pytest.approx(expected)
 
 
 def test_unmeasured_sizes_are_interpolated_between_neighbours_and_scaled_outside_them() -> None:
@@ -262,6 +266,31 @@ async def test_an_item_with_less_time_left_than_its_batch_takes_is_dropped_when_
         assert time.perf_counter() - started < 0.15  # answered when its batch formed, not at its deadline
     assert 2 not in model.computed
     assert refusals.rejected.get("deadline_unmeetable_at_batch") == 1
+
+
+async def test_a_batch_stays_full_by_dropping_the_item_whose_time_it_lacks_and_refilling(gate) -> None:
+    model = TimedModel(0.02, gate)
+    refusals = Refusals()
+    async with Batcher(model, BatchingParameters(max_batch_size=4), listener=refusals) as batcher:
+        for size in range(1, 5):  # batch times as measured: 0.2 s per item
+            for _ in range(2):
+                batcher.batch_times.record(size, 0.2 * size)
+        gate.clear()
+        loop = asyncio.get_running_loop()
+        running = asyncio.create_task(batcher.submit([0]))
+        await asyncio.sleep(0.01)
+        tight = asyncio.create_task(batcher.submit([1], deadline=loop.time() + 1.0))
+        others = [asyncio.create_task(batcher.submit([item])) for item in (2, 3, 4, 5)]
+        await asyncio.sleep(0.01)
+        assert batcher.queue_depth == 5
+        await asyncio.sleep(0.5)
+        gate.set()  # the next batch forms with ~0.45 s left for item 1: enough alone, not in a batch of 3 or 4
+        with pytest.raises(UnmeetableDeadlineError, match="left before the deadline"):
+            await tight
+        assert await running == [0] and [await task for task in others] == [[20], [30], [40], [50]]
+    assert 1 not in model.computed
+    assert [size for _, size in refusals.batches] == [1, 4]
+    assert refusals.rejected == {"deadline_unmeetable_at_batch": 1}
 
 
 # -- goodput under overload --------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ DOCUMENTED_METRICS = {
     "inference_requests": ("counter", {"model", "method", "code"}),
     "inference_rejected": ("counter", {"model", "reason"}),
     "inference_batch_errors": ("counter", {"model"}),
+    "inference_late_items": ("counter", {"model"}),
     "inference_model_ready": ("gauge", {"model"}),
     "inference_model_loaded_version": ("gauge", {"model"}),
     "process_resident_memory_bytes": ("gauge", set()),

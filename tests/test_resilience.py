@@ -121,7 +121,9 @@ def counters(server: ServerProcess) -> dict[str, float]:
         "computed": value("inference_batch_size_sum"),
         "batches": value("inference_batch_size_count"),
         **{reason: value("inference_rejected_total", f'reason="{reason}"')
-           for reason in ("deadline", "cancelled", "queue_full", "closed")},
+           for reason in ("deadline", "deadline_unmeetable", "deadline_unmeetable_at_batch", "cancelled",
+                          "queue_full", "closed")},
+        "late": value("inference_late_items_total"),
     }
 
 
@@ -146,11 +148,12 @@ async def test_short_deadline_flood_never_computes_an_expired_item(server):
     print(f"\ndeadline flood: client {seen}; server {change}")
     assert set(seen) <= {"OK", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED inflight", "RESOURCE_EXHAUSTED"}
     reached_batcher = count - seen.get("RESOURCE_EXHAUSTED inflight", 0)
-    dropped = change["deadline"] + change["cancelled"]
+    refused_for_deadline = change["deadline"] + change["deadline_unmeetable"] + change["deadline_unmeetable_at_batch"]
+    dropped = refused_for_deadline + change["cancelled"]
     # Every item that reached the batcher was either computed or dropped, never both: an expired item
     # computed anyway would be counted twice and break the equality.
     assert change["computed"] + dropped + change["queue_full"] == reached_batcher
-    assert change["deadline"] > 0 and change["computed"] < reached_batcher
+    assert refused_for_deadline > 0 and change["computed"] < reached_batcher
     assert change["computed"] >= seen.get("OK", 0)
     assert_serving(server)
 
@@ -216,4 +219,42 @@ async def test_ten_times_sustainable_load_is_refused_fast_and_loses_nothing(serv
     assert statistics.median(refused) < statistics.median(accepted) / 5  # refusals don't wait in line
     assert rss_peak - rss_start < 300 * 2**20
     assert scores_of(recovery).shape == (5,)
+    assert_serving(server)
+
+
+async def test_a_request_whose_deadline_the_queue_cannot_meet_is_refused_at_once_on_both_grpc_apis(server):
+    """30 images queued ahead (about 8 batches of 0.1 s): a request with 0.3 s left is refused on arrival."""
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    image = pixels(7, stall_seconds=STALL)
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        kserve = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        # Batch times measured at the sizes the queue will form (the first batch of a size is not kept).
+        await asyncio.gather(*(stub.Predict(pixels_request(image), timeout=30) for _ in range(6 * BATCH)))
+        before = counters(server)
+        ahead = [asyncio.ensure_future(stub.Predict(pixels_request(image), timeout=30)) for _ in range(30)]
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as refused:
+            await stub.Predict(pixels_request(image), timeout=0.3)
+        predict_refused_in = time.monotonic() - started
+        infer = service_pb2.ModelInferRequest(model_name=MODEL)
+        infer.inputs.add(name="pixels", datatype="FP32", shape=[1, *image.shape])
+        infer.raw_input_contents.append(image[None].astype("<f4").tobytes())
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as kserve_refused:
+            await kserve.ModelInfer(infer, timeout=0.3)
+        infer_refused_in = time.monotonic() - started
+        answers = await asyncio.gather(*ahead)
+    change = deltas(server, before)
+    print(f"\nunmeetable deadline: Predict refused in {predict_refused_in * 1000:.1f} ms, ModelInfer in "
+          f"{infer_refused_in * 1000:.1f} ms; server {change}")
+    for caught in (refused, kserve_refused):
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, caught.value.details()
+        assert "cannot answer before the request's deadline" in caught.value.details()
+    assert predict_refused_in < 0.15 and infer_refused_in < 0.15  # on arrival, not at the deadline
+    assert change["deadline_unmeetable"] == 2
+    assert all(scores_of(answer).shape == (5,) for answer in answers)  # those without a tight deadline: served
+    assert change["computed"] == len(ahead)  # the two refused requests were never computed
     assert_serving(server)

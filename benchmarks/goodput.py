@@ -1,0 +1,159 @@
+"""Goodput under overload when clients set deadlines: answers that arrive within their deadline, per second.
+
+Two servers with the same model and batching flags run side by side, one refusing requests that cannot meet
+their deadlines (the default), one not (`--refuse_unmeetable_deadlines=false`: a bounded queue and expiry
+only, as TF Serving and Triton do). Capacity is measured first with 32 clients in a closed loop; then each
+case (an open loop at a multiple of capacity, every request with a deadline of a few batch times) runs on
+both servers, in ABBA order across cases, so drift falls on both alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import uvloop
+
+from .interleave import server_block
+from .launcher import our_server
+from .load import LevelResult, Workload, open_loop
+from .report import goal
+from .server_stats import scrape
+
+REFUSED = "RESOURCE_EXHAUSTED"  # how the server answers a request it will not run
+CAPACITY_CLIENTS = 32
+
+
+@dataclass(frozen=True)
+class Case:
+    load: float  # offered rate as a multiple of capacity
+    deadline_batches: float  # each request's deadline, in batch times at capacity
+
+    @property
+    def name(self) -> str:
+        return f"{self.load:g}x_capacity_deadline_{self.deadline_batches:g}_batches"
+
+
+CASES = (Case(2, 2), Case(2, 5), Case(10, 2), Case(10, 5))
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def figures(level: LevelResult, deadline_s: float, capacity: float) -> dict[str, Any]:
+    """Goodput, how fast refusals came back, and whether the requests the server took on made it in time.
+
+    A request counts as accepted unless the server refused it (RESOURCE_EXHAUSTED); an accepted request
+    that missed its deadline comes back DEADLINE_EXCEEDED at the deadline (the client's timeout).
+    """
+    deadline_ms = deadline_s * 1000
+    in_time = [ms for ms in level.ok_latencies_ms if ms <= deadline_ms]
+    refused = level.error_latencies_by_code_ms.get(REFUSED, [])
+    not_answered = level.error_latencies_ms  # every request that got no result, whatever the reason
+    accepted = level.ok_latencies_ms + [
+        ms for code, latencies in level.error_latencies_by_code_ms.items() if code != REFUSED for ms in latencies
+    ]
+    goodput = len(in_time) / level.duration_s
+    return {
+        "rate": round(level.rate or 0.0, 2),
+        "deadline_ms": round(deadline_ms, 1),
+        "goodput_per_s": round(goodput, 2),
+        "goodput_over_capacity": round(goodput / capacity, 3),
+        "answered_in_time": len(in_time),
+        "refused_early": len(refused),
+        "accepted_but_late": len(accepted) - len(in_time),
+        "errors": dict(level.errors),
+        "refused_median_ms": _round(statistics.median(not_answered) if not_answered else None),
+        "accepted_p99_ms": _round(_percentile(accepted, 99)),
+        "accepted_p99_within_deadline": bool(accepted) and _percentile(accepted, 99) <= deadline_ms,
+    }
+
+
+def run_goodput(
+    version_dir: Path,
+    model: str,
+    workload: Workload,
+    batching_flags: Sequence[str],
+    *,
+    duration_s: float,
+    warmup_s: float,
+    cases: Sequence[Case] = CASES,
+) -> dict[str, Any]:
+    """Every case on the server without and with deadline-aware admission; the report's `cases` section."""
+    with our_server(version_dir.parent, model, *batching_flags, "--refuse_unmeetable_deadlines=false") as before, \
+            our_server(version_dir.parent, model, *batching_flags) as after:
+        _log(f"goodput: capacity at c={CAPACITY_CLIENTS}")
+        snapshot = scrape(after.metrics_url)
+        level = server_block(after.target, workload, CAPACITY_CLIENTS, duration_s, max(warmup_s, 5))
+        capacity = level.requests_per_s
+        batch_size = scrape(after.metrics_url).mean_batch_size_since(snapshot) or 1.0
+        batch_s = batch_size / level.images_per_s
+        _log(f"goodput: capacity {capacity:.2f} requests/s, batches of {batch_size:.1f} every {batch_s:.3f} s")
+        report: dict[str, Any] = {
+            "capacity_requests_per_s": round(capacity, 3),
+            "capacity_c32": level.summary(),
+            "batch_seconds": round(batch_s, 4),
+            "cases": {},
+        }
+        servers = {"before": before, "after": after}
+        for index, case in enumerate(cases):
+            deadline_s = case.deadline_batches * batch_s
+            rate = case.load * capacity
+            order = ("before", "after") if index % 2 == 0 else ("after", "before")
+            results = {}
+            for side in order:
+                _log(f"goodput {case.name} ({rate:.1f}/s, {deadline_s:.2f} s deadlines): {side}")
+                level = uvloop.run(
+                    open_loop(servers[side].target, workload, rate, duration_s, min(warmup_s, 1.0), timeout_s=deadline_s)
+                )
+                results[side] = figures(level, deadline_s, capacity)
+                time.sleep(batch_s)  # the last accepted batch finishes before the other side starts
+            report["cases"][case.name] = {"before": results["before"], "after": results["after"]}
+        return report
+
+
+def goals(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per case, with deadline-aware admission: goodput ≥ 0.9 of capacity, refusals known within 10 ms
+    (median), the accepted requests' p99 within their deadline."""
+    out = {}
+    for name, sides in report["cases"].items():
+        after = sides["after"]
+        out[f"goodput_{name}_over_capacity"] = goal(after["goodput_over_capacity"], ">=", 0.9)
+        out[f"goodput_{name}_refused_median_ms"] = goal(after["refused_median_ms"] or 0.0, "<=", 10.0)
+        out[f"goodput_{name}_accepted_p99_ms"] = goal(after["accepted_p99_ms"] or 0.0, "<=", after["deadline_ms"])
+    return out
+
+
+def print_cases(report: dict[str, Any]) -> None:
+    print(
+        f"capacity {report['capacity_requests_per_s']:.2f} requests/s at c={CAPACITY_CLIENTS}, "
+        f"batch time {report['batch_seconds']:.3f} s"
+    )
+    header = f"{'case':38s} {'side':6s} {'goodput/s':>9s} {'÷ cap':>6s} {'refused':>7s} {'late':>5s} {'refused p50 ms':>14s} {'accepted p99 ms':>15s} {'deadline ms':>11s}"
+    print(header)
+    for name, sides in report["cases"].items():
+        for side in ("before", "after"):
+            f = sides[side]
+            print(
+                f"{name:38s} {side:6s} {f['goodput_per_s']:9.2f} {f['goodput_over_capacity']:6.3f} "
+                f"{f['refused_early']:7d} {f['accepted_but_late']:5d} {_text(f['refused_median_ms']):>14s} "
+                f"{_text(f['accepted_p99_ms']):>15s} {f['deadline_ms']:11.1f}"
+            )
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
