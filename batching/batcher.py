@@ -231,11 +231,18 @@ class Batcher(Generic[T, R]):
             )
 
     def _check_deadline(self, count: int, ahead: int, deadline: float) -> None:
-        """Refuse now a request predicted to finish after ``deadline``, rather than compute it for nobody."""
+        """Refuse now a request predicted to finish after ``deadline``, rather than compute it for nobody.
+
+        A request that would start at once on an idle model is never refused: refusing it would save no
+        work, and running it measures the model again (an estimate inflated by one slow batch would
+        otherwise refuse every request, and so never be corrected).
+        """
         if not self._deadline_policy.enabled:
             return
-        now = asyncio.get_running_loop().time()
         parameters = self._parameters
+        if ahead == 0 and len(self._running) < parameters.num_batch_threads:
+            return
+        now = asyncio.get_running_loop().time()
         finish = predicted_finish(
             now,
             self._batch_times,
@@ -487,12 +494,16 @@ class Batcher(Generic[T, R]):
         leave the next items tighter still. A dropped item could not make a later batch either (one thread:
         that batch starts after this one). Items beyond the chosen size go back to the head of the queue, and
         the room the dropped ones leave is refilled from the queue. Items without a deadline always fit.
+        When nothing fits, nothing else is queued and no other batch is running, the batch runs anyway:
+        dropping it would save no work, and running it measures the model again (see ``_check_deadline``).
         """
         limit = self._parameters.max_batch_size
         while True:
             lefts = [math.inf if item.request.deadline is None else item.request.deadline - now for item in batch]
             ordered = sorted(lefts, reverse=True)
             size = next((n for n in range(len(ordered), 0, -1) if ordered[n - 1] >= self._time_needed(n)), 0)
+            if size == 0 and self._running_batches == 0 and self._queue_depth == 0:
+                return batch
             needed = self._time_needed(max(size, 1))
             kept: list[_Item] = []
             extra: list[_Item] = []
@@ -524,9 +535,11 @@ class Batcher(Generic[T, R]):
         self._refuse_late(item.request, left, needed)
 
     def _time_needed(self, size: int) -> float:
-        """Seconds an item must have left to be worth starting in a batch of ``size`` (once measured)."""
-        expected = self._batch_times.estimate(self._parameters.padded_size(size)) or 0.0
-        return self._deadline_policy.stretched(expected)
+        """Seconds an item must have left to be worth starting in a batch of ``size`` (once measured): the
+        expected time with the policy's headroom, and at least the slowest recent batch of that size."""
+        padded = self._parameters.padded_size(size)
+        expected = self._deadline_policy.stretched(self._batch_times.estimate(padded) or 0.0)
+        return max(expected, self._batch_times.slowest(padded) or 0.0)
 
     def _refuse_late(self, request: _Request[Any], remaining: float, needed: float) -> None:
         self._drop_queued(request, "deadline_unmeetable_at_batch")

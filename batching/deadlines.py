@@ -48,14 +48,15 @@ class DeadlinePolicy:
 
 
 class BatchTimeEstimator:
-    """Expected seconds for a batch of a given (padded) size, learned from the batches that ran.
+    """Seconds a batch of a given (padded) size takes, learned from the batches that ran.
 
-    Per size it keeps the last ``window`` durations and answers their median, or the latest duration when
-    that is longer: erring slow keeps accepted requests on time when the model slows, at the price of one
-    batch's caution after a lone slow batch. The first batch of each size is not kept: it carries one-time
-    costs (graph set-up, allocation) that later batches do not. A size
-    never measured is interpolated linearly between its measured neighbours, or scaled in proportion to the
-    nearest measured size outside them. With nothing measured yet it answers None: the caller then accepts.
+    Per size it keeps the last ``window`` durations. ``estimate`` is their median, or the latest duration
+    when that is longer: erring slow keeps accepted requests on time when the model slows, at the price of
+    one batch's caution after a lone slow batch. ``slowest`` is the longest of them: how long a batch may
+    take as the machine jitters now. The first batch of each size is not kept: it carries one-time costs
+    (graph set-up, allocation) that later batches do not. A size never measured is interpolated linearly
+    between its measured neighbours, or scaled in proportion to the nearest measured size outside them.
+    With nothing measured yet both answer None: the caller then accepts.
     """
 
     def __init__(self, window: int = 5) -> None:
@@ -63,7 +64,8 @@ class BatchTimeEstimator:
         self._times: dict[int, deque[float]] = {}
         self._seen: set[int] = set()
         self._sizes: list[int] = []  # measured sizes, sorted
-        self._medians: dict[int, float] = {}
+        self._typical: dict[int, float] = {}
+        self._slowest: dict[int, float] = {}
 
     def record(self, size: int, seconds: float) -> None:
         if size not in self._seen:
@@ -74,7 +76,8 @@ class BatchTimeEstimator:
             times = self._times[size] = deque(maxlen=self._window)
             bisect.insort(self._sizes, size)
         times.append(seconds)
-        self._medians[size] = max(statistics.median(times), seconds)
+        self._typical[size] = max(statistics.median(times), seconds)
+        self._slowest[size] = max(times)
 
     @property
     def measured(self) -> bool:
@@ -82,10 +85,17 @@ class BatchTimeEstimator:
 
     def estimate(self, size: int) -> float | None:
         """Expected seconds for a batch of ``size``; None while nothing has been measured."""
-        medians, sizes = self._medians, self._sizes
+        return self._lookup(self._typical, size)
+
+    def slowest(self, size: int) -> float | None:
+        """The longest of the recent batches of ``size`` (interpolated like ``estimate``)."""
+        return self._lookup(self._slowest, size)
+
+    def _lookup(self, by_size: dict[int, float], size: int) -> float | None:
+        sizes = self._sizes
         if not sizes:
             return None
-        known = medians.get(size)
+        known = by_size.get(size)
         if known is not None:
             return known
         right = bisect.bisect_left(sizes, size)
@@ -96,8 +106,8 @@ class BatchTimeEstimator:
         else:
             low, high = sizes[right - 1], sizes[right]
             fraction = (size - low) / (high - low)
-            return medians[low] + fraction * (medians[high] - medians[low])
-        return medians[nearest] * size / nearest
+            return by_size[low] + fraction * (by_size[high] - by_size[low])
+        return by_size[nearest] * size / nearest
 
 
 def predicted_finish(

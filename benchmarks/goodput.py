@@ -23,7 +23,7 @@ from .interleave import server_block
 from .launcher import our_server
 from .load import LevelResult, Workload, open_loop
 from .report import goal
-from .server_stats import scrape
+from .server_stats import ServerSnapshot, scrape
 
 REFUSED = "RESOURCE_EXHAUSTED"  # how the server answers a request it will not run
 CAPACITY_CLIENTS = 32
@@ -46,7 +46,9 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def figures(level: LevelResult, deadline_s: float, capacity: float) -> dict[str, Any]:
+def figures(
+    level: LevelResult, deadline_s: float, capacity: float, before: ServerSnapshot, after: ServerSnapshot
+) -> dict[str, Any]:
     """Goodput, how fast refusals came back, and whether the requests the server took on made it in time.
 
     A request counts as accepted unless the server refused it (RESOURCE_EXHAUSTED); an accepted request
@@ -72,6 +74,11 @@ def figures(level: LevelResult, deadline_s: float, capacity: float) -> dict[str,
         "refused_median_ms": _round(statistics.median(not_answered) if not_answered else None),
         "accepted_p99_ms": _round(_percentile(accepted, 99)),
         "accepted_p99_within_deadline": bool(accepted) and _percentile(accepted, 99) <= deadline_ms,
+        # Where the goodput went: batches smaller than at capacity, or each batch slower (the CPU that
+        # receiving and refusing the excess takes from the model, on a machine shared with the load client).
+        "computed": int(after.batch_size_sum - before.batch_size_sum),
+        "server_mean_batch_size": _round(after.mean_batch_size_since(before)),
+        "server_mean_batch_seconds": _round(after.mean_batch_seconds_since(before)),
     }
 
 
@@ -92,13 +99,16 @@ def run_goodput(
         snapshot = scrape(after.metrics_url)
         level = server_block(after.target, workload, CAPACITY_CLIENTS, duration_s, max(warmup_s, 5))
         capacity = level.requests_per_s
-        batch_size = scrape(after.metrics_url).mean_batch_size_since(snapshot) or 1.0
+        at_capacity = scrape(after.metrics_url)
+        batch_size = at_capacity.mean_batch_size_since(snapshot) or 1.0
         batch_s = batch_size / level.images_per_s
         _log(f"goodput: capacity {capacity:.2f} requests/s, batches of {batch_size:.1f} every {batch_s:.3f} s")
         report: dict[str, Any] = {
             "capacity_requests_per_s": round(capacity, 3),
             "capacity_c32": level.summary(),
             "batch_seconds": round(batch_s, 4),
+            "server_mean_batch_size": _round(batch_size),
+            "server_mean_batch_seconds": _round(at_capacity.mean_batch_seconds_since(snapshot)),
             "cases": {},
         }
         servers = {"before": before, "after": after}
@@ -109,10 +119,11 @@ def run_goodput(
             results = {}
             for side in order:
                 _log(f"goodput {case.name} ({rate:.1f}/s, {deadline_s:.2f} s deadlines): {side}")
+                start = scrape(servers[side].metrics_url)
                 level = uvloop.run(
                     open_loop(servers[side].target, workload, rate, duration_s, min(warmup_s, 1.0), timeout_s=deadline_s)
                 )
-                results[side] = figures(level, deadline_s, capacity)
+                results[side] = figures(level, deadline_s, capacity, start, scrape(servers[side].metrics_url))
                 time.sleep(batch_s)  # the last accepted batch finishes before the other side starts
             report["cases"][case.name] = {"before": results["before"], "after": results["after"]}
         return report
@@ -133,9 +144,13 @@ def goals(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def print_cases(report: dict[str, Any]) -> None:
     print(
         f"capacity {report['capacity_requests_per_s']:.2f} requests/s at c={CAPACITY_CLIENTS}, "
-        f"batch time {report['batch_seconds']:.3f} s"
+        f"batch time {report['batch_seconds']:.3f} s (server: batches of {_text(report['server_mean_batch_size'])}, "
+        f"{_text(report['server_mean_batch_seconds'], 3)} s each)"
     )
-    header = f"{'case':38s} {'side':6s} {'goodput/s':>9s} {'÷ cap':>6s} {'refused':>7s} {'late':>5s} {'refused p50 ms':>14s} {'accepted p99 ms':>15s} {'deadline ms':>11s}"
+    header = (
+        f"{'case':38s} {'side':6s} {'goodput/s':>9s} {'÷ cap':>6s} {'refused':>7s} {'late':>5s} "
+        f"{'refused p50 ms':>14s} {'accepted p99 ms':>15s} {'deadline ms':>11s} {'batch':>5s} {'batch s':>7s}"
+    )
     print(header)
     for name, sides in report["cases"].items():
         for side in ("before", "after"):
@@ -143,7 +158,8 @@ def print_cases(report: dict[str, Any]) -> None:
             print(
                 f"{name:38s} {side:6s} {f['goodput_per_s']:9.2f} {f['goodput_over_capacity']:6.3f} "
                 f"{f['refused_early']:7d} {f['accepted_but_late']:5d} {_text(f['refused_median_ms']):>14s} "
-                f"{_text(f['accepted_p99_ms']):>15s} {f['deadline_ms']:11.1f}"
+                f"{_text(f['accepted_p99_ms']):>15s} {f['deadline_ms']:11.1f} "
+                f"{_text(f['server_mean_batch_size']):>5s} {_text(f['server_mean_batch_seconds'], 3):>7s}"
             )
 
 
@@ -155,5 +171,5 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _text(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _text(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -12,11 +12,16 @@ from prometheus_client.parser import text_string_to_metric_families
 class ServerSnapshot:
     batch_size_sum: float = 0.0
     batch_count: float = 0.0
+    compute_seconds_sum: float = 0.0
     rss_bytes: float | None = None
 
     def mean_batch_size_since(self, earlier: "ServerSnapshot") -> float | None:
         batches = self.batch_count - earlier.batch_count
         return (self.batch_size_sum - earlier.batch_size_sum) / batches if batches > 0 else None
+
+    def mean_batch_seconds_since(self, earlier: "ServerSnapshot") -> float | None:
+        batches = self.batch_count - earlier.batch_count
+        return (self.compute_seconds_sum - earlier.compute_seconds_sum) / batches if batches > 0 else None
 
 
 def scrape(metrics_url: str | None, timeout: float = 5.0) -> ServerSnapshot:
@@ -28,7 +33,7 @@ def scrape(metrics_url: str | None, timeout: float = 5.0) -> ServerSnapshot:
             text = response.read().decode()
     except OSError:
         return ServerSnapshot()
-    size_sum = count = 0.0
+    size_sum = count = compute = 0.0
     rss = None
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -36,6 +41,8 @@ def scrape(metrics_url: str | None, timeout: float = 5.0) -> ServerSnapshot:
                 size_sum += sample.value
             elif sample.name == "inference_batch_size_count":
                 count += sample.value
+            elif sample.name == "inference_compute_seconds_sum":
+                compute += sample.value
             elif sample.name == "process_resident_memory_bytes":
                 rss = sample.value
-    return ServerSnapshot(batch_size_sum=size_sum, batch_count=count, rss_bytes=rss)
+    return ServerSnapshot(batch_size_sum=size_sum, batch_count=count, compute_seconds_sum=compute, rss_bytes=rss)

@@ -255,17 +255,33 @@ async def test_an_item_with_less_time_left_than_its_batch_takes_is_dropped_when_
         await asyncio.sleep(0.01)
         # Predicted: the running batch's ~0.19 s left, then 0.2 s: accepted with a 0.6 s deadline.
         accepted = asyncio.create_task(batcher.submit([2], deadline=loop.time() + 0.6))
+        behind = asyncio.create_task(batcher.submit([3]))
         await asyncio.sleep(0.01)
-        assert batcher.queue_depth == 1
-        await asyncio.sleep(0.35)  # the running batch overruns: 0.25 s left when it ends, less than 0.22 needed?
+        assert batcher.queue_depth == 2
+        await asyncio.sleep(0.35)  # the running batch overruns: when it ends, item 2 has less than 0.2 s left
         gate.set()
         assert await running == [10]
         started = time.perf_counter()
         with pytest.raises(UnmeetableDeadlineError, match="left before the deadline"):
             await accepted
         assert time.perf_counter() - started < 0.15  # answered when its batch formed, not at its deadline
+        assert await behind == [30]  # the batch went to the item that had the time
     assert 2 not in model.computed
     assert refusals.rejected.get("deadline_unmeetable_at_batch") == 1
+
+
+async def test_an_estimate_inflated_by_one_slow_batch_does_not_lock_requests_out() -> None:
+    """Were every request refused, no batch would run to correct the estimate: an idle model runs what comes."""
+    model = TimedModel(0.02)
+    refusals = Refusals()
+    async with Batcher(model, BatchingParameters(max_batch_size=1), listener=refusals) as batcher:
+        await _warm(batcher)
+        batcher.batch_times.record(1, 5.0)  # one stall: the estimate now says 5 s
+        loop = asyncio.get_running_loop()
+        for item in range(6):  # one at a time, each with 1 s: the model is idle at every arrival
+            assert await batcher.submit([item], deadline=loop.time() + 1.0) == [item * 10]
+        assert batcher.batch_times.estimate(1) < 0.5 and batcher.batch_times.slowest(1) < 0.5
+    assert refusals.rejected == {}
 
 
 async def test_a_batch_stays_full_by_dropping_the_item_whose_time_it_lacks_and_refilling(gate) -> None:
