@@ -536,10 +536,10 @@ class Batcher(Generic[T, R]):
 
     def _time_needed(self, size: int) -> float:
         """Seconds an item must have left to be worth starting in a batch of ``size`` (once measured): the
-        expected time with the policy's headroom, and at least the slowest recent batch of that size."""
-        padded = self._parameters.padded_size(size)
-        expected = self._deadline_policy.stretched(self._batch_times.estimate(padded) or 0.0)
-        return max(expected, self._batch_times.slowest(padded) or 0.0)
+        slowest recent batch of that size, with the policy's headroom. The last gate before the model errs
+        slow, so that accepted requests finish in time at the tail (p99), not only on average."""
+        slowest = self._batch_times.slowest(self._parameters.padded_size(size)) or 0.0
+        return self._deadline_policy.stretched(slowest)
 
     def _refuse_late(self, request: _Request[Any], remaining: float, needed: float) -> None:
         self._drop_queued(request, "deadline_unmeetable_at_batch")
