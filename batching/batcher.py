@@ -54,7 +54,7 @@ class _ItemState(enum.Enum):
 class _Request(Generic[R]):
     """One submit() call: its caller waits on ``future`` for all items to settle."""
 
-    __slots__ = ("future", "items", "results", "unsettled", "failure", "deadline", "context")
+    __slots__ = ("future", "items", "results", "unsettled", "failure", "deadline", "context", "judged")
 
     def __init__(
         self, future: asyncio.Future[list[R]], size: int, deadline: float | None, context: object
@@ -66,6 +66,9 @@ class _Request(Generic[R]):
         self.failure: ItemError | None = None  # lowest failing index seen so far
         self.deadline = deadline
         self.context = context  # opaque to the batcher; handed to the listener with each item
+        # Whether its deadline is weighed against batch times when its batch forms: not when it has none,
+        # nor when it was accepted on an idle model (see Batcher._check_deadline).
+        self.judged = deadline is not None
 
 
 class _Item:
@@ -168,6 +171,7 @@ class Batcher(Generic[T, R]):
         self._batch_times = BatchTimeEstimator(self._deadline_policy.window)
         self._running: dict[int, tuple[float, int]] = {}  # batch id -> (loop time started, padded size)
         self._typical_batch_size = 1.0
+        self._timed_out: set[int] = set()  # ids of running batches failed by the execution timeout
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatcher: asyncio.Task[None] | None = None
@@ -230,18 +234,19 @@ class Batcher(Generic[T, R]):
                 f"no room for {count} more"
             )
 
-    def _check_deadline(self, count: int, ahead: int, deadline: float) -> None:
-        """Refuse now a request predicted to finish after ``deadline``, rather than compute it for nobody.
+    def _check_deadline(self, count: int, ahead: int, deadline: float) -> bool:
+        """Refuse now a request predicted to finish after ``deadline``, rather than compute it for nobody;
+        return whether it is to be judged again when its batch forms.
 
-        A request that would start at once on an idle model is never refused: refusing it would save no
-        work, and running it measures the model again (an estimate inflated by one slow batch would
-        otherwise refuse every request, and so never be corrected).
+        A request that would start at once on an idle model is never refused, then or later: refusing it
+        would save no work, and running it measures the model again (an estimate inflated by one slow batch
+        would otherwise refuse every request, and so never be corrected).
         """
         if not self._deadline_policy.enabled:
-            return
+            return False
         parameters = self._parameters
         if ahead == 0 and len(self._running) < parameters.num_batch_threads:
-            return
+            return False
         now = asyncio.get_running_loop().time()
         finish = predicted_finish(
             now,
@@ -256,7 +261,7 @@ class Batcher(Generic[T, R]):
             partial_batch_wait=0.0 if parameters.dispatch_when_idle else parameters.batch_timeout_seconds,
         )
         if finish is None or now + self._deadline_policy.stretched(finish - now) <= deadline:
-            return
+            return True
         self._notify("on_rejected", count, "deadline_unmeetable")
         raise UnmeetableDeadlineError(
             f"batcher {self._name!r}: {count} item(s) behind {ahead} queued would take about "
@@ -328,14 +333,17 @@ class Batcher(Generic[T, R]):
         if reservation is None:
             self._check_room(count)
         now = loop.time()
+        judged = False
         if deadline is not None:
             if deadline <= now:
                 self._notify("on_rejected", count, "deadline")
                 raise DeadlineExceededError("deadline passed before the request was enqueued")
             # Checked again after a reservation: preparing the items took time, and the queue moved.
-            self._check_deadline(count, self._queue_depth + (0 if reservation else self._reserved), deadline)
+            ahead = self._queue_depth + (0 if reservation else self._reserved)
+            judged = self._check_deadline(count, ahead, deadline)
 
         request: _Request[R] = _Request(loop.create_future(), count, deadline, context)
+        request.judged = judged
         enqueued_perf = time.perf_counter()
         for index, value in enumerate(items):
             item = _Item(value, request, index, now, enqueued_perf)
@@ -493,17 +501,14 @@ class Batcher(Generic[T, R]):
         alternative, shrinking the batch to what its tightest item allows, would slow every later batch and
         leave the next items tighter still. A dropped item could not make a later batch either (one thread:
         that batch starts after this one). Items beyond the chosen size go back to the head of the queue, and
-        the room the dropped ones leave is refilled from the queue. Items without a deadline always fit.
-        When nothing fits, nothing else is queued and no other batch is running, the batch runs anyway:
-        dropping it would save no work, and running it measures the model again (see ``_check_deadline``).
+        the room the dropped ones leave is refilled from the queue. Items without a deadline, and those
+        accepted on an idle model (see ``_check_deadline``), always fit.
         """
         limit = self._parameters.max_batch_size
         while True:
-            lefts = [math.inf if item.request.deadline is None else item.request.deadline - now for item in batch]
+            lefts = [item.request.deadline - now if item.request.judged else math.inf for item in batch]
             ordered = sorted(lefts, reverse=True)
             size = next((n for n in range(len(ordered), 0, -1) if ordered[n - 1] >= self._time_needed(n)), 0)
-            if size == 0 and self._running_batches == 0 and self._queue_depth == 0:
-                return batch
             needed = self._time_needed(max(size, 1))
             kept: list[_Item] = []
             extra: list[_Item] = []
@@ -558,6 +563,7 @@ class Batcher(Generic[T, R]):
             "the model call keeps its batch thread until it returns",
             self._name, info.batch_id, info.size, self._execution_timeout,
         )
+        self._timed_out.add(info.batch_id)
         self._notify("on_batch_timed_out", info, self._execution_timeout)
         error = BatchTimeoutError(f"the model call did not return within {self._execution_timeout:g} s")
         for item in batch:
@@ -589,9 +595,11 @@ class Batcher(Generic[T, R]):
                 outcomes = _checked_outputs(future.result(), len(batch))
             except RuntimeError as exc:
                 error = exc
+        timed_out = info.batch_id in self._timed_out
+        self._timed_out.discard(info.batch_id)
         if error is not None:
             outcomes = [error] * len(batch)
-        else:  # a batch that raised says nothing of how long the model takes
+        elif not timed_out:  # a batch that raised or hung says nothing of how long the model takes
             self._batch_times.record(info.padded_size, seconds)
         self._notify("on_batch_finished", info, seconds, error)
         if "on_finished_late" in self._active_hooks:
