@@ -247,7 +247,16 @@ class Batcher(Generic[T, R]):
         parameters = self._parameters
         if ahead == 0 and len(self._running) < parameters.num_batch_threads:
             return False
+        longest = self._batch_times.estimate(parameters.padded_size(parameters.max_batch_size))
+        if longest is None:
+            return True
         now = asyncio.get_running_loop().time()
+        # Most requests have time to spare: if even the running batches, then every batch ahead and its
+        # own, one after another at the largest batch's time, would finish in time, skip the prediction.
+        batches = len(self._running) + -(-(ahead + count) // parameters.max_batch_size)
+        partial_wait = 0.0 if parameters.dispatch_when_idle else parameters.batch_timeout_seconds
+        if now + self._deadline_policy.stretched(batches * (longest + partial_wait)) <= deadline:
+            return True
         finish = predicted_finish(
             now,
             self._batch_times,
@@ -258,7 +267,7 @@ class Batcher(Generic[T, R]):
             running=self._running.values(),
             typical_batch_size=self._typical_batch_size,
             padded_size=parameters.padded_size,
-            partial_batch_wait=0.0 if parameters.dispatch_when_idle else parameters.batch_timeout_seconds,
+            partial_batch_wait=partial_wait,
         )
         if finish is None or now + self._deadline_policy.stretched(finish - now) <= deadline:
             return True
