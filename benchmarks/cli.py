@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     goodput.add_argument("--duration", type=float, default=10.0, help="measured seconds per case and side")
     goodput.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level")
     goodput.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="goodput.json goes here")
+    goodput.add_argument(
+        "--in-process", action="store_true",
+        help="the batcher alone with a model that sleeps Inception's CPU batch times: the policy's goodput "
+        "with no CPU spent on receiving and refusing requests (no server, no TensorFlow)",
+    )
 
     suite = commands.add_parser("suite", help="every goal, in one run, on this machine (README figures)")
     suite.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="JSON, PNG and log go here")
@@ -98,6 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvloop.run(serve_floor(args.host, args.port))
         return 0
     if args.command == "goodput":
+        if args.in_process:
+            from .goodput import print_simulated, simulate
+
+            report = simulate(duration_s=args.duration)
+            print_simulated(report)
+            write_json(args.out / "goodput_in_process.json", report)
+            return 0
         from .suite import run_goodput_only
 
         return run_goodput_only(args)

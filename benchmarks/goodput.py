@@ -9,6 +9,7 @@ both servers, in ABBA order across cases, so drift falls on both alike.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import sys
 import time
@@ -18,6 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import uvloop
+
+from batching import Batcher, BatchingParameters, DeadlinePolicy, QueueFullError, UnmeetableDeadlineError
 
 from .interleave import server_block
 from .launcher import our_server
@@ -173,3 +176,113 @@ def _round(value: float | None) -> float | None:
 
 def _text(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+# The batch-time curve of Inception-v3 on a 2-core CPU (seconds for a batch of n: about 70 ms alone, 0.49 s
+# for 16), for the in-process run below.
+INCEPTION_CPU_BATCH_SECONDS = (0.042, 0.028)
+
+
+def simulate(
+    cases: Sequence[Case] = CASES,
+    *,
+    max_batch_size: int = 16,
+    batch_seconds: tuple[float, float] = INCEPTION_CPU_BATCH_SECONDS,
+    duration_s: float = 8.0,
+    warmup_s: float = 1.0,
+) -> dict[str, Any]:
+    """The same cases against the batcher alone, in this process, with a model that sleeps for the batch
+    times of ``batch_seconds`` (fixed + per image): the policy's own goodput, with no CPU taken from the
+    model by receiving and refusing requests. Needs neither TensorFlow nor a server."""
+    fixed, per_item = batch_seconds
+    batch_s = fixed + per_item * max_batch_size
+    capacity = max_batch_size / batch_s
+    report: dict[str, Any] = {
+        "model": f"sleeps {fixed:g} s + {per_item:g} s per image",
+        "max_batch_size": max_batch_size,
+        "capacity_requests_per_s": round(capacity, 3),
+        "batch_seconds": round(batch_s, 4),
+        "cases": {},
+    }
+    for case in cases:
+        sides = {}
+        for side, policy in (("before", DeadlinePolicy(enabled=False)), ("after", DeadlinePolicy())):
+            outcomes = asyncio.run(
+                _batcher_open_loop(
+                    policy, max_batch_size, fixed, per_item, case.load * capacity,
+                    case.deadline_batches * batch_s, duration_s, warmup_s,
+                )
+            )
+            sides[side] = _simulated_figures(outcomes, case.deadline_batches * batch_s, capacity, duration_s)
+        report["cases"][case.name] = sides
+    return report
+
+
+async def _batcher_open_loop(
+    policy: DeadlinePolicy, max_batch_size: int, fixed: float, per_item: float, rate: float, deadline_s: float,
+    duration_s: float, warmup_s: float,
+) -> list[tuple[bool, float, str]]:
+    """(measured, seconds to answer, "in_time", "refused" or "late") per request."""
+
+    def model(items: Sequence[int], padded_size: int) -> list[int]:
+        time.sleep(fixed + per_item * len(items))
+        return list(items)
+
+    parameters = BatchingParameters(max_batch_size=max_batch_size, max_enqueued_batches=64)
+    outcomes: list[tuple[bool, float, str]] = []
+    async with Batcher(model, parameters, deadline_policy=policy) as batcher:
+        for _ in range(3):  # every batch size measured once the load starts, as a warmed-up server would be
+            await batcher.submit(list(range(max_batch_size)))
+        loop = asyncio.get_running_loop()
+
+        async def one(index: int, measured: bool) -> None:
+            sent = loop.time()
+            try:
+                await batcher.submit([index], deadline=sent + deadline_s)
+                outcome = "in_time" if loop.time() <= sent + deadline_s else "late"
+            except (UnmeetableDeadlineError, QueueFullError):
+                outcome = "refused"
+            except Exception:  # the deadline passed while it was queued or running
+                outcome = "late"
+            outcomes.append((measured, loop.time() - sent, outcome))
+
+        start = loop.time()
+        tasks = []
+        for index in range(int(rate * (warmup_s + duration_s))):
+            scheduled = start + index / rate
+            if scheduled > loop.time():
+                await asyncio.sleep(scheduled - loop.time())
+            tasks.append(asyncio.ensure_future(one(index, scheduled >= start + warmup_s)))
+        await asyncio.gather(*tasks)
+    return outcomes
+
+
+def _simulated_figures(
+    outcomes: list[tuple[bool, float, str]], deadline_s: float, capacity: float, duration_s: float
+) -> dict[str, Any]:
+    measured = [(seconds, outcome) for kept, seconds, outcome in outcomes if kept]
+    good = sum(1 for _, outcome in measured if outcome == "in_time")
+    not_answered = [seconds * 1000 for seconds, outcome in measured if outcome != "in_time"]
+    return {
+        "deadline_ms": round(deadline_s * 1000, 1),
+        "goodput_per_s": round(good / duration_s, 2),
+        "goodput_over_capacity": round(good / duration_s / capacity, 3),
+        "refused_early": sum(1 for _, outcome in measured if outcome == "refused"),
+        "accepted_but_late": sum(1 for _, outcome in measured if outcome == "late"),
+        "refused_median_ms": _round(statistics.median(not_answered) if not_answered else None),
+    }
+
+
+def print_simulated(report: dict[str, Any]) -> None:
+    print(
+        f"batcher alone, model {report['model']}: capacity {report['capacity_requests_per_s']:.2f}/s, "
+        f"batch time {report['batch_seconds']:.3f} s"
+    )
+    print(f"{'case':38s} {'side':6s} {'÷ cap':>6s} {'refused':>7s} {'late':>5s} {'refused p50 ms':>14s}")
+    for name, sides in report["cases"].items():
+        for side in ("before", "after"):
+            f = sides[side]
+            print(
+                f"{name:38s} {side:6s} {f['goodput_over_capacity']:6.3f} {f['refused_early']:7d} "
+                f"{f['accepted_but_late']:5d} {_text(f['refused_median_ms']):>14s}"
+            )

@@ -139,7 +139,7 @@ def run_suite(args: argparse.Namespace) -> int:
 
     bf16: dict[str, Any] | None = None
     if not args.skip_bf16:
-        bf16 = _bf16goal(args, corpus, inception, limit)
+        bf16 = _bf16_goal(args, corpus, inception, limit)
 
     print_levels("Inception-v3, batching on", batching_on, limit)
     print_levels("Inception-v3, batching off", batching_off, limit)
@@ -216,8 +216,8 @@ def run_suite(args: argparse.Namespace) -> int:
         limit,
         "Inception-v3 on this machine: gRPC Predict, JPEG inputs",
     )
-    for name, goal in goals.items():
-        print(f"{name:40s} {goal['value']:10.3f} {goal['op']} {goal['target']:<8.3f} {'PASS' if goal['met'] else 'MISS'}")
+    for name, line in goals.items():
+        print(f"{name:40s} {line['value']:10.3f} {line['op']} {line['target']:<8.3f} {'PASS' if line['met'] else 'MISS'}")
     _log(f"wrote {args.out / 'suite.json'} and {args.out / 'throughput_latency.png'}")
     return 0
 
@@ -248,7 +248,7 @@ def _overload(
         return level, scrape(server.metrics_url).rss_bytes
 
 
-def _bf16goal(args: argparse.Namespace, corpus: list[bytes], fp32_dir: Path, fp32_limit: float) -> dict[str, Any]:
+def _bf16_goal(args: argparse.Namespace, corpus: list[bytes], fp32_dir: Path, fp32_limit: float) -> dict[str, Any]:
     bf16_dir = ensure_export(args.models / "inception_bf16", "--seed", "0", "--precision", "bf16")
     _log("bf16: in-process limit, accuracy against fp32, server at c=32")
     in_process = measure_in_process(bf16_dir, corpus, (16, 32), seconds_per_size=max(args.duration / 2, 1))

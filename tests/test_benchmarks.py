@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks.inprocess import InProcessModel, measure_in_process
 from benchmarks.interleave import alternate, paired, server_block
 from benchmarks.load import SingleRequests, Workload
@@ -120,3 +122,32 @@ def test_closed_loop_window_holds_whole_batches_so_throughput_is_not_quantized()
     assert level.ok == 7 * 16
     assert abs(level.images_per_s - 16.0) < 1e-6
     assert level.percentile(50) == 50.0
+
+
+def test_goodput_scenario_runs_both_policies_and_reports_each_case(tiny_model_base):
+    from benchmarks.goodput import Case, goals, run_goodput
+
+    report = run_goodput(
+        tiny_model_base / "1", "tiny", Workload.pixels("tiny", 32, 32), ("--enable_batching=true", "--max_batch_size=8"),
+        duration_s=1.0, warmup_s=0.3, cases=(Case(1.5, 5),),
+    )
+    assert report["capacity_requests_per_s"] > 0 and report["batch_seconds"] > 0
+    [(name, sides)] = report["cases"].items()
+    assert name == "1.5x_capacity_deadline_5_batches" and set(sides) == {"before", "after"}
+    for figures in sides.values():
+        assert figures["answered_in_time"] + figures["refused_early"] + figures["accepted_but_late"] > 0
+        assert figures["deadline_ms"] == pytest.approx(5000 * report["batch_seconds"], rel=0.05)
+    assert sides["before"]["refused_early"] == 0  # queue-and-expire never refuses for a deadline
+    assert set(goals(report)) == {f"goodput_{name}_{what}" for what in ("over_capacity", "refused_median_ms", "accepted_p99_ms")}
+
+
+def test_in_process_goodput_compares_the_policies_on_the_batcher_alone(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "goodput", "--in-process", "--duration", "1", "--out", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "goodput_in_process.json").read_text())
+    assert len(report["cases"]) == 4
+    for sides in report["cases"].values():
+        assert sides["before"]["refused_early"] == 0 and sides["after"]["refused_early"] > 0
