@@ -66,9 +66,9 @@ class _Request(Generic[R]):
         self.failure: ItemError | None = None  # lowest failing index seen so far
         self.deadline = deadline
         self.context = context  # opaque to the batcher; handed to the listener with each item
-        # Whether its deadline is weighed against batch times when its batch forms: not when it has none,
-        # nor when it was accepted on an idle model (see Batcher._check_deadline).
-        self.judged = deadline is not None
+        # Whether its deadline is weighed against batch times when its batch forms: set by submit, never
+        # for a request without a deadline or one accepted on an idle model (see Batcher._check_deadline).
+        self.judged = False
 
 
 class _Item:
@@ -126,9 +126,10 @@ class Batcher(Generic[T, R]):
     - Deadlines (``deadline_policy``, on by default): a request with a deadline that is predicted
       to finish after it (the work queued and running ahead, batch times measured on this
       batcher) is refused on arrival with ``UnmeetableDeadlineError``, nothing enqueued; when a
-      batch forms, a request whose remaining time is shorter than that batch's expected time is
-      dropped with the same error instead of computed. With no batch time measured yet, every
-      request is accepted. Requests without a deadline are never judged.
+      batch forms, an item with less time left than the slowest recent batch of that size (plus
+      headroom) is dropped with the same error instead of computed, and the batch is refilled
+      from the queue. With no batch time measured yet, and for a request that starts at once on
+      an idle model, nothing is refused. Requests without a deadline are never judged.
 
     All state lives on one event loop (the one running at the first ``submit``/``start``);
     the batcher is not thread-safe and must only be used from that loop.

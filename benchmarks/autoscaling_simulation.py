@@ -42,7 +42,7 @@ METRIC_WINDOW_SECONDS = 30.0  # manifests/prometheus-adapter/values.yaml: avg_ov
 @dataclass(frozen=True)
 class Phase:
     seconds: float  # cluster time
-    images_per_second: float  # total over the Deployment
+    images_per_second: float  # total over the Deployment (with relative_to_capacity: in pods' capacities)
 
 
 @dataclass
@@ -57,6 +57,7 @@ class Timeline:
     metric: list[float] = field(default_factory=list)  # what the HPA saw at its last sync
     replicas: list[int] = field(default_factory=list)
     ready: list[int] = field(default_factory=list)
+    pod_capacity: float | None = None  # images/s one pod sustained, when the load was set relative to it
     completed: int = 0
     rejected: int = 0
     failed: int = 0
@@ -117,8 +118,26 @@ def _queue_depth(metrics_port: int) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(METRIC + "{"))
 
 
+async def measure_pod_capacity(stub: Any, request: Any, seconds: float = 3.0, clients: int = 16) -> float:
+    """Images/s one pod sustains (closed loop, after a second of warm-up): machines differ by 2x and more."""
+    done = 0
+    start = time.monotonic()
+    measure_from, stop_at = start + 1.0, start + 1.0 + seconds
+
+    async def client() -> None:
+        nonlocal done
+        while time.monotonic() < stop_at:
+            await stub.Predict(request, timeout=60)
+            if time.monotonic() >= measure_from:
+                done += 1
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return done / seconds
+
+
 async def _drive(address: str, metrics_port: int, spec: HpaSpec, phases: Sequence[Phase], time_scale: float,
-                 pod_startup_seconds: float, scrape_seconds: float, image: bytes, timeline: Timeline) -> None:
+                 pod_startup_seconds: float, scrape_seconds: float, image: bytes, timeline: Timeline,
+                 relative_to_capacity: bool = False) -> None:
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -135,6 +154,10 @@ async def _drive(address: str, metrics_port: int, spec: HpaSpec, phases: Sequenc
 
     async with grpc.aio.insecure_channel(address) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        scale = 1.0
+        if relative_to_capacity:
+            scale = timeline.pod_capacity = await measure_pod_capacity(stub, request)
+            await asyncio.sleep(1.0)  # let the measurement's queue drain
 
         async def send() -> None:
             try:
@@ -153,7 +176,7 @@ async def _drive(address: str, metrics_port: int, spec: HpaSpec, phases: Sequenc
         while (now := time.monotonic() - start) < ends[-1]:
             phase = phases[next(i for i, end in enumerate(ends) if now < end)]
             ready = max(1, sum(1 for t in ready_at if t <= now))
-            share = phase.images_per_second / ready  # this pod's share of the load
+            share = phase.images_per_second * scale / ready  # this pod's share of the load
             while next_send <= now:
                 task = asyncio.create_task(send())
                 pending.add(task)
@@ -188,8 +211,11 @@ async def _drive(address: str, metrics_port: int, spec: HpaSpec, phases: Sequenc
 
 def run_simulation(hpa: dict[str, Any], batching_text: str, phases: Sequence[Phase], *, time_scale: float = 1.0,
                    pod_startup_seconds: float = 30.0, scrape_seconds: float = 1.0,
-                   work_dir: Path | None = None) -> Timeline:
-    """Start the real server with the shipped batching file, drive it, return what the HPA did."""
+                   work_dir: Path | None = None, relative_to_capacity: bool = False) -> Timeline:
+    """Start the real server with the shipped batching file, drive it, return what the HPA did.
+
+    With ``relative_to_capacity`` each phase's load is in pods' worth of work (1.0: what one pod sustains,
+    measured first), so the story is the same on a machine twice as fast."""
     from imaging import jpeg
     from server_process import ServerProcess
 
@@ -204,7 +230,7 @@ def run_simulation(hpa: dict[str, Any], batching_text: str, phases: Sequence[Pha
         with ServerProcess(export_slow_model(directory), *flags, model_name="slow") as server:
             asyncio.run(_drive(server.address, server.metrics_port, spec, phases, time_scale, pod_startup_seconds,
                                scrape_seconds / time_scale,
-                               jpeg(0, 160, 160), timeline))
+                               jpeg(0, 160, 160), timeline, relative_to_capacity))
     return timeline
 
 

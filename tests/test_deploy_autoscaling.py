@@ -45,10 +45,14 @@ def test_hpa_algorithm_follows_kubernetes_rules(cpu_overlay):
 def test_shipped_hpa_scales_up_under_a_load_step_and_back_down_after(cpu_overlay, tmp_path):
     hpa, batching_text = shipped_autoscaling(cpu_overlay)
     time_scale = 20.0
+    # Loads in pods' worth of work (one pod's throughput is measured first): 0.35 pods before and after,
+    # 3.5 during the step, so two pods queue and more are needed, on a fast machine or a slow one.
     timeline = run_simulation(
-        hpa, batching_text, [Phase(40, 8), Phase(160, 80), Phase(400, 8)], time_scale=time_scale,
-        work_dir=tmp_path,
+        hpa, batching_text, [Phase(40, 0.35), Phase(160, 3.5), Phase(400, 0.35)], time_scale=time_scale,
+        work_dir=tmp_path, relative_to_capacity=True,
     )
+    print(f"\none pod sustained {timeline.pod_capacity:.1f} images/s; peak queue {max(timeline.queue_depth):.0f}, "
+          f"replicas {timeline.replicas[0]} -> {max(timeline.replicas)} -> {timeline.replicas[-1]}")
     spec = HpaSpec.from_manifest(hpa)
     assert timeline.failed == 0
     assert timeline.replicas[0] == spec.min_replicas
