@@ -12,7 +12,23 @@ class ServingError(Exception):
 
 
 class ModelNotFoundError(ServingError):
-    """No such model, or no such version of it."""
+    """No such model, or no such version of it.
+
+    The message is TF Serving's, which its clients match on; ``model_name`` and ``version`` (None: the
+    latest was asked for) let another protocol word it as its own clients expect.
+    """
+
+    def __init__(self, message: str, *, model_name: str = "", version: int | None = None) -> None:
+        super().__init__(message)
+        self.model_name = model_name
+        self.version = version
+
+
+def servable_not_found(model_name: str, version: int | None) -> ModelNotFoundError:
+    """TF Serving's NOT_FOUND for a request naming a model or version it does not serve (ServableRequest's
+    DebugString: ``Latest(name)`` or ``Specific(name, version)``)."""
+    request = f"Latest({model_name})" if version is None else f"Specific({model_name}, {version})"
+    return ModelNotFoundError(f"Servable not found for request: {request}", model_name=model_name, version=version)
 
 
 class InvalidInputError(ServingError):

@@ -23,7 +23,7 @@ from typing import Callable
 from batching import Batcher, BatchingParameters, BatchListener, DeadlinePolicy
 
 from . import heap
-from .errors import ModelNotFoundError, UnavailableError
+from .errors import ModelNotFoundError, UnavailableError, servable_not_found
 from .model_config import ModelSource
 from .runtime import ModelLoadError, ModelRuntime, Prediction
 from .warmup import WARMUP_FILE, read_warmup_requests
@@ -262,12 +262,11 @@ class ModelManager:
         """The version to serve a request with: the given one, or the highest AVAILABLE one."""
         model = self._models.get(name)
         if model is None:
-            raise ModelNotFoundError(f"model '{name}' is not served here (served: {sorted(self._models)})")
+            raise servable_not_found(name, version)
         if version is not None:
             served = model.versions.get(version)
             if served is None or served.state is VersionState.END:
-                live = sorted(v.version for v in model.versions.values() if v.state is not VersionState.END)
-                raise ModelNotFoundError(f"model '{name}' has no version {version} (versions: {live})")
+                raise servable_not_found(name, version)
             if served.state is not VersionState.AVAILABLE:
                 raise UnavailableError(f"model '{name}' version {version} is {served.state.value}")
             return served
@@ -282,7 +281,7 @@ class ModelManager:
     def versions(self, name: str) -> list[ServedVersion]:
         model = self._models.get(name)
         if model is None:
-            raise ModelNotFoundError(f"model '{name}' is not served here (served: {sorted(self._models)})")
+            raise ModelNotFoundError(f"Could not find any versions of model {name}", model_name=name)
         return [model.versions[v] for v in sorted(model.versions)]
 
     @property

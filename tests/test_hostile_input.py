@@ -201,8 +201,8 @@ CASES.update({
     "batch-over-max": Case("Predict", predict({"images": images_tensor([GOOD] * (MAX_IMAGES + 1))}),
                            IA, (f"at most {MAX_IMAGES}", "--max_images_per_request")),
     "unknown-model": Case("Predict", predict(model="nope"), NF, ("nope",)),
-    "empty-model-name": Case("Predict", predict(model=""), NF, ("''",)),
-    "unknown-version": Case("Predict", predict(version=7), NF, ("version 7",)),
+    "empty-model-name": Case("Predict", predict(model=""), NF, ("Servable not found for request: Latest()",)),
+    "unknown-version": Case("Predict", predict(version=7), NF, (f"Servable not found for request: Specific({MODEL}, 7)",)),
     "version-label": Case("Predict", predict(label="stable"), IA, ("version labels", "stable")),
     "unknown-signature": Case("Predict", predict(signature="bogus"), IA, ("bogus",)),
     "preprocess-signature": Case("Predict", predict(signature="preprocess"), IA, ("preprocess",)),
@@ -252,7 +252,7 @@ CASES.update({
     "metadata-unknown-model": Case("GetModelMetadata", metadata(model="nope"), NF, ("nope",)),
     "metadata-bad-field": Case("GetModelMetadata", metadata(fields=("weights",)), IA, ("signature_def",)),
     "status-unknown-model": Case("GetModelStatus", status(model="nope"), NF, ("nope",)),
-    "status-unknown-version": Case("GetModelStatus", status(version=9), NF, ("version 9",)),
+    "status-unknown-version": Case("GetModelStatus", status(version=9), NF, (f"Could not find version 9 of model {MODEL}",)),
     "regress-unimplemented": Case("Regress", lambda: regression_pb2.RegressionRequest(), UNIMPL, ("Regress",)),
     "multi-inference-unimplemented": Case("MultiInference", lambda: inference_pb2.MultiInferenceRequest(),
                                           UNIMPL, ("MultiInference",)),
@@ -268,7 +268,7 @@ CASES.update({
                                   IA, ("ClassificationRequest",)),
     "wire-status-garbage": Case("raw:/tensorflow.serving.ModelService/GetModelStatus", raw(b"\x0a\x05hello"),
                                 IA, ("GetModelStatusRequest",)),
-    "wire-unknown-fields-only": Case(PREDICT_PATH, raw(b"\xa8\x1f\x01"), NF, ("''",)),
+    "wire-unknown-fields-only": Case(PREDICT_PATH, raw(b"\xa8\x1f\x01"), NF, ("Servable not found for request: Latest()",)),
     "wire-unknown-method": Case("raw:/tensorflow.serving.PredictionService/Explode", raw(b""), UNIMPL, ()),
 })
 

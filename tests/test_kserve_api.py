@@ -90,8 +90,11 @@ def test_infer_fp32_pixels(client):
 @pytest.mark.parametrize(
     "model, version, inputs, code, fragment",
     [
-        ("nope", "", lambda: [images_input([jpeg(1)])], grpc.StatusCode.NOT_FOUND, "nope"),
-        (MODEL, "9", lambda: [images_input([jpeg(1)])], grpc.StatusCode.NOT_FOUND, "version 9"),
+        # Triton's wording, which tritonclient users match on.
+        ("nope", "", lambda: [images_input([jpeg(1)])], grpc.StatusCode.NOT_FOUND,
+         "Request for unknown model: 'nope' is not found"),
+        (MODEL, "9", lambda: [images_input([jpeg(1)])], grpc.StatusCode.NOT_FOUND,
+         f"Request for unknown model: '{MODEL}' version 9 is not found"),
         (MODEL, "x", lambda: [images_input([jpeg(1)])], grpc.StatusCode.INVALID_ARGUMENT, "model_version"),
         (MODEL, "", lambda: [images_input([b"not an image"])], grpc.StatusCode.INVALID_ARGUMENT, "images[0]"),
         (MODEL, "", lambda: [images_input([jpeg(1)]), images_input([jpeg(2)])], grpc.StatusCode.INVALID_ARGUMENT,

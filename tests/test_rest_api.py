@@ -100,9 +100,12 @@ def test_status_and_metadata_in_tf_serving_json(port):
 @pytest.mark.parametrize(
     "method, path, body, status, fragment",
     [
-        ("POST", "/v1/models/nope:predict", {"instances": []}, 404, "nope"),
-        ("POST", f"/v1/models/{MODEL}/versions/9:predict", {"instances": []}, 404, "version 9"),
-        ("GET", "/v1/models/nope", None, 404, "nope"),
+        # TF Serving's wording, which its clients match on.
+        ("POST", "/v1/models/nope:predict", {"instances": []}, 404, "Servable not found for request: Latest(nope)"),
+        ("POST", f"/v1/models/{MODEL}/versions/9:predict", {"instances": []}, 404,
+         f"Servable not found for request: Specific({MODEL}, 9)"),
+        ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
+        ("GET", f"/v1/models/{MODEL}/versions/9", None, 404, f"Could not find version 9 of model {MODEL}"),
         ("POST", f"/v1/models/{MODEL}:predict", b"{not json", 400, "JSON Parse error"),
         ("POST", f"/v1/models/{MODEL}:predict", {"signature_name": "predict_images"}, 400, "instances"),
         ("POST", f"/v1/models/{MODEL}:predict", {"signature_name": "bogus", "instances": []}, 400, "bogus"),
@@ -116,7 +119,7 @@ def test_status_and_metadata_in_tf_serving_json(port):
         ("POST", f"/v1/models/{MODEL}:regress", {"examples": []}, 501, "regress"),
         ("POST", "/v1/nonsense", {}, 404, "Malformed request"),
     ],
-    ids=["unknown-model", "unknown-version", "status-unknown-model", "bad-json", "no-instances",
+    ids=["unknown-model", "unknown-version", "status-unknown-model", "status-unknown-version", "bad-json", "no-instances",
          "unknown-signature", "bad-base64", "undecodable", "wrong-input-name", "example-without-image",
          "regress", "bad-path"],
 )

@@ -111,6 +111,33 @@ def test_model_status_is_available(tiny_server):
     assert status.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
 
+def test_unknown_models_and_versions_get_tf_servings_exact_words(tiny_server, stub):
+    """Clients and readiness probes compare these details verbatim (e.g. '... Latest(dummy_model)')."""
+    def details(call) -> str:
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        return caught.value.details()
+
+    metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    metadata.model_spec.name = "dummy_model"
+    assert details(lambda: stub.Predict(_predict_with(model="dummy_model"), 10.0)) == (
+        "Servable not found for request: Latest(dummy_model)"
+    )
+    assert details(lambda: stub.GetModelMetadata(metadata, 10.0)) == "Servable not found for request: Latest(dummy_model)"
+    assert details(lambda: stub.Predict(_predict_with(version=7), 10.0)) == (
+        f"Servable not found for request: Specific({MODEL}, 7)"
+    )
+    with tiny_server.channel() as channel:
+        model_service = model_service_pb2_grpc.ModelServiceStub(channel)
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "dummy_model"
+        assert details(lambda: model_service.GetModelStatus(request, 10.0)) == "Could not find any versions of model dummy_model"
+        request.model_spec.name = MODEL
+        request.model_spec.version.value = 7
+        assert details(lambda: model_service.GetModelStatus(request, 10.0)) == f"Could not find version 7 of model {MODEL}"
+
+
 def test_health_is_serving_and_reflection_lists_services(tiny_server):
     with tiny_server.channel() as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -141,8 +168,10 @@ def _predict_with(**changes):
 @pytest.mark.parametrize(
     "request_factory, code, fragments",
     [
-        (lambda: _predict_with(model="nope"), grpc.StatusCode.NOT_FOUND, ["nope"]),
-        (lambda: _predict_with(version=7), grpc.StatusCode.NOT_FOUND, ["version 7"]),
+        # TF Serving's wording, which its clients match on.
+        (lambda: _predict_with(model="nope"), grpc.StatusCode.NOT_FOUND, ["Servable not found for request: Latest(nope)"]),
+        (lambda: _predict_with(version=7), grpc.StatusCode.NOT_FOUND,
+         [f"Servable not found for request: Specific({MODEL}, 7)"]),
         (lambda: _predict_with(signature="bogus"), grpc.StatusCode.INVALID_ARGUMENT, ["bogus"]),
         (lambda: predict_request(MODEL, [jpeg(1)], input_key="pictures"), grpc.StatusCode.INVALID_ARGUMENT, ["pictures"]),
         (lambda: predict_request(MODEL, []), grpc.StatusCode.INVALID_ARGUMENT, ["images", "empty"]),

@@ -21,8 +21,8 @@ def model_status_response(
     versions = models.versions(name)
     if version is not None:
         versions = [v for v in versions if v.version == version]
-        if not versions:
-            raise ModelNotFoundError(f"model '{name}' has no version {version}")
+        if not versions:  # TF Serving's wording (get_model_status_impl)
+            raise ModelNotFoundError(f"Could not find version {version} of model {name}", model_name=name, version=version)
     response = get_model_status_pb2.GetModelStatusResponse()
     for served in versions:
         status = response.model_version_status.add(version=served.version, state=_State.Value(served.state.value))

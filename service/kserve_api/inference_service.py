@@ -9,16 +9,17 @@ exactly one input: `images` (BYTES `[N]` or `[N, 1]`: encoded JPEG/PNG/GIF/BMP) 
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from importlib import metadata
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from ..dataplane import Classification, DataPlane
-from ..errors import InvalidInputError, ServingError
+from ..errors import InvalidInputError, ModelNotFoundError, ServingError
 from ..grpc_api.prediction_service import deadline_of
 from ..grpc_api.status import maps_errors_to_status
 from ..model_manager import ServedVersion, VersionState
@@ -45,6 +46,19 @@ def parse_version(text: str) -> int | None:
     if not text.isdigit():
         raise InvalidInputError(f"model_version must be a version number or empty, got '{text}'")
     return int(text)
+
+
+@contextlib.contextmanager
+def _worded_for_triton() -> Iterator[None]:
+    """An unknown model or version in Triton's words, which tritonclient users match on."""
+    try:
+        yield
+    except ModelNotFoundError as error:
+        version = f" version {error.version}" if error.version is not None else ""
+        raise ModelNotFoundError(
+            f"Request for unknown model: '{error.model_name}'{version} is not found",
+            model_name=error.model_name, version=error.version,
+        ) from None
 
 
 def deserialize_bytes(raw: bytes, where: str) -> list[bytes]:
@@ -103,7 +117,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self, request: service_pb2.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.ModelMetadataResponse:
         models = self._dataplane.models
-        served = models.get(request.name, parse_version(request.version))
+        with _worded_for_triton():
+            served = models.get(request.name, parse_version(request.version))
         available = [str(v.version) for v in models.versions(request.name) if v.state is VersionState.AVAILABLE]
         tensor = service_pb2.ModelMetadataResponse.TensorMetadata
         k = _top_k(served)
@@ -126,7 +141,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> service_pb2.ModelInferResponse:
         name, version = request.model_name, parse_version(request.model_version)
-        served = self._dataplane.model(name, version)  # NOT_FOUND before input errors
+        with _worded_for_triton():
+            served = self._dataplane.model(name, version)  # NOT_FOUND before input errors
         if len(request.inputs) != 1:
             raise InvalidInputError(
                 f"ModelInfer takes exactly one input, '{IMAGES_INPUT}' (BYTES [N]) or '{PIXELS_INPUT}' "
