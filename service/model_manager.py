@@ -99,15 +99,24 @@ class _Model:
         return self.source.name
 
 
-def find_versions(base_path: Path) -> list[int]:
-    """Numeric subdirectories holding a saved_model.pb, ascending (TF Serving's layout)."""
+def find_versions(base_path: Path) -> dict[int, Path]:
+    """Version number -> directory, for the subdirectories named by a number that hold a saved_model.pb
+    (TF Serving's layout). Zero-padded names count (`00000123/` is version 123); other names are ignored.
+    Should two names give one number (`7/` and `007/`), the shorter wins, and the choice is logged."""
     if not base_path.is_dir():
-        return []
-    return sorted(
-        int(entry.name)
-        for entry in base_path.iterdir()
-        if entry.is_dir() and entry.name.isdigit() and (entry / "saved_model.pb").is_file()
-    )
+        return {}
+    found: dict[int, Path] = {}
+    for entry in sorted(base_path.iterdir(), key=lambda path: (len(path.name), path.name)):
+        name = entry.name
+        if not (name.isascii() and name.isdigit() and entry.is_dir() and (entry / "saved_model.pb").is_file()):
+            continue
+        version = int(name)
+        if version in found:
+            _log.warning("%s: %s and %s are both version %d; serving %s", base_path, found[version].name, name,
+                         version, found[version].name)
+            continue
+        found[version] = entry
+    return found
 
 
 class ModelManager:
@@ -186,20 +195,20 @@ class ModelManager:
 
     async def _reconcile(self, model: _Model) -> None:
         on_disk = await asyncio.to_thread(find_versions, model.source.base_path)
-        aspired = model.source.policy.aspired(on_disk)
+        aspired = model.source.policy.aspired(sorted(on_disk))
         for version in sorted(aspired):
             current = model.versions.get(version)
             if version in model.refused or (current is not None and current.state is not VersionState.END):
                 continue
-            await self._load(model, version)
+            await self._load(model, version, on_disk[version])
         # Availability first: old versions go only once an aspired one serves in their place.
         if any(model.versions[v].state is VersionState.AVAILABLE for v in aspired if v in model.versions):
             for served in list(model.versions.values()):
                 if served.version not in aspired and served.state is VersionState.AVAILABLE:
                     await self._unload(served)
 
-    async def _load(self, model: _Model, version: int) -> None:
-        served = ServedVersion(name=model.name, version=version, path=model.source.base_path / str(version))
+    async def _load(self, model: _Model, version: int, path: Path) -> None:
+        served = ServedVersion(name=model.name, version=version, path=path)
         model.versions[version] = served
         served.state = VersionState.LOADING
         self._heap_changed = True  # loaded or refused, it leaves objects behind

@@ -262,3 +262,28 @@ def test_config_file_policies_and_relative_paths(tmp_path):
 def test_config_file_errors_name_the_problem(text, fragment):
     with pytest.raises(ValueError, match=fragment):
         parse_model_config(text)
+
+
+def test_version_directories_are_numbers_zero_padded_or_not_and_nothing_else(tmp_path, tiny_model_base):
+    from service.model_manager import find_versions
+
+    for name in ("00000123", "7", "007", "1.5", "latest", "²", ".staging-9"):
+        shutil.copytree(tiny_model_base / "1", tmp_path / name)
+    (tmp_path / "8").mkdir()  # no saved_model.pb (yet): not a version
+    (tmp_path / "9").write_text("a file, not a directory")
+    found = find_versions(tmp_path)
+    assert {version: path.name for version, path in found.items()} == {123: "00000123", 7: "7"}
+
+
+def test_a_zero_padded_version_directory_is_served_as_its_number(tmp_path, tiny_model_base):
+    base = tmp_path / "padded"
+    shutil.copytree(tiny_model_base / "1", base / "00000123")
+    with ServerProcess(base, model_name="padded") as server, server.channel() as channel:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "padded"
+        [status] = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, 10.0).model_version_status
+        assert (status.version, status.state) == (123, _State.AVAILABLE)
+        request = predict_request("padded", [IMAGE])
+        request.model_spec.version.value = 123
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, 10.0)
+        assert response.model_spec.version.value == 123
