@@ -52,8 +52,8 @@ def parse_model_config(text: str, relative_to: Path | None = None) -> tuple[Mode
     config = model_server_config_pb2.ModelServerConfig()
     try:
         text_format.Parse(text, config)
-    except text_format.ParseError as error:
-        raise ValueError(f"not a valid ModelServerConfig text proto: {error}") from None
+    except text_format.ParseError as error:  # TF Serving's words: deployment tooling greps for them
+        raise ValueError(f"Error parsing text-format tensorflow.serving.ModelServerConfig: {error}") from None
     if config.WhichOneof("config") != "model_config_list":
         raise ValueError("the file must hold a model_config_list (custom_model_config is not supported)")
     sources: list[ModelSource] = []

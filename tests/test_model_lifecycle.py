@@ -264,6 +264,18 @@ def test_config_file_errors_name_the_problem(text, fragment):
         parse_model_config(text)
 
 
+def test_a_config_file_that_does_not_parse_stops_start_up_in_tf_servings_words(tmp_path, capsys):
+    from service.settings import load_settings
+
+    config = tmp_path / "models.config"
+    config.write_text('model_config_list { config { name: "a" base_pth: "/x" } }')
+    with pytest.raises(SystemExit) as exited:
+        load_settings([f"--model_config_file={config}"], environ={})
+    assert exited.value.code != 0
+    error = capsys.readouterr().err
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in error and "base_pth" in error
+
+
 def test_version_directories_are_numbers_zero_padded_or_not_and_nothing_else(tmp_path, tiny_model_base):
     from service.model_manager import find_versions
 
