@@ -14,6 +14,11 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings(argv)
     configure_logging(settings.log_level, settings.log_format, sys.stderr)
+    if settings.flags_without_effect:
+        import logging
+
+        for name in settings.flags_without_effect:
+            logging.getLogger("service").warning("--%s is accepted for compatibility but has no effect here", name)
     import uvloop
 
     from .server import run_server

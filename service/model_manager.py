@@ -127,8 +127,10 @@ class ModelManager:
         *,
         batch_execution_timeout: float | None = None,
         deadline_policy: DeadlinePolicy | None = None,
+        enable_model_warmup: bool = True,
     ) -> None:
         self._batching = batching
+        self._enable_model_warmup = enable_model_warmup
         self._batch_execution_timeout = batch_execution_timeout
         self._deadline_policy = deadline_policy
         self._listener_factory = listener_factory
@@ -238,7 +240,7 @@ class ModelManager:
         runtime = ModelRuntime(path)
         sizes = self._batching.allowed_batch_sizes or (1, self._batching.max_batch_size)
         runtime.warm_up(sizes)
-        requests = read_warmup_requests(path)
+        requests = read_warmup_requests(path) if self._enable_model_warmup else []
         for request in requests:
             pixels = request.pixels if request.pixels is not None else [runtime.preprocess(i) for i in request.images or []]
             if len(pixels) and tuple(pixels[0].shape) != tuple(runtime.input_shape):

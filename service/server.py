@@ -54,6 +54,7 @@ def grpc_server_options(settings: ServerSettings) -> list[tuple[str, int]]:
         options.append(("grpc.max_connection_age_ms", settings.grpc_max_connection_age_ms))
     if settings.grpc_max_connection_age_grace_ms:
         options.append(("grpc.max_connection_age_grace_ms", settings.grpc_max_connection_age_grace_ms))
+    options.extend(settings.grpc_channel_arguments)  # --grpc_channel_arguments, as TF Serving passes them
     return options
 
 
@@ -63,7 +64,7 @@ class ModelServer:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        configure_tensorflow(settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism)
+        configure_tensorflow(settings.intra_op_threads, settings.inter_op_threads)
         self.metrics = ServingMetrics(settings.effective_batching.max_batch_size)
         self.tracing = configure_tracing()
         listener_factories = [self.metrics.listener_factory()]
@@ -74,6 +75,7 @@ class ModelServer:
             listener_factory=lambda name, version: ListenerGroup(*(make(name, version) for make in listener_factories)),
             batch_execution_timeout=settings.batch_execution_timeout_seconds or None,
             deadline_policy=settings.deadline_policy,
+            enable_model_warmup=settings.enable_model_warmup,
         )
         self.metrics.watch_models(self.models)
         self._decode_executor = ThreadPoolExecutor(
@@ -111,6 +113,7 @@ class ModelServer:
             metrics_exposition=self.metrics.exposition,
             max_body_bytes=settings.grpc_max_message_bytes,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            timeout_seconds=settings.rest_api_timeout_in_ms / 1000,
         )
         self.grpc_port = 0
         self.metrics_port = 0  # the REST port: it serves /metrics too
@@ -128,6 +131,14 @@ class ModelServer:
             self.grpc_port = self._grpc.add_secure_port(address, tls.server_credentials())
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC port {settings.host}:{settings.port}")
+        if settings.grpc_socket_path:  # TF Serving's --grpc_socket_path: the same services on a Unix socket
+            socket_address = f"unix:{settings.grpc_socket_path}"
+            bound = (
+                self._grpc.add_insecure_port(socket_address) if tls is None
+                else self._grpc.add_secure_port(socket_address, tls.server_credentials())
+            )
+            if bound == 0:
+                raise OSError(f"cannot bind gRPC socket {settings.grpc_socket_path}")
         await self._grpc.start()
         if settings.rest_api_port:
             self.metrics_port = await self.rest.start(settings.host, settings.rest_api_port)

@@ -23,6 +23,35 @@ ENV_PREFIX = "BATCHSERVE_"
 # Flags whose values override the batching parameters file when given explicitly.
 _BATCHING_FLAGS = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
 
+# tensorflow_model_server flags with no effect in this server: accepted, so existing command lines start,
+# each with one warning naming it. (Threads, retries and caches are managed differently here; TF Lite, TPU,
+# XLA, profiler and GPU-memory options do not apply to a CPU TensorFlow SavedModel server.)
+TF_SERVING_FLAGS_WITHOUT_EFFECT = (
+    "rest_api_num_threads", "rest_api_enable_cors_support", "per_process_gpu_memory_fraction",
+    "flush_filesystem_caches", "num_load_threads", "num_unload_threads", "max_num_load_retries",
+    "load_retry_interval_micros", "grpc_max_threads", "num_request_iterations_for_warmup",
+    "remove_unused_fields_from_bundle_metagraph", "prefer_tflite_model", "num_tflite_pools",
+    "num_tflite_interpreters_per_pool", "num_tflite_interpreters", "enable_signature_method_name_check",
+    "xla_cpu_compilation_enabled", "enable_profiler", "skip_initialize_tpu", "mixed_precision",
+    "tensorflow_session_config_file", "thread_pool_factory_config_file",
+    "allow_version_labels_for_unavailable_models", "enable_grpc_healthcheck_service",
+    "enable_serialization_as_tensor_content", "use_tflite_model", "gpu_id",
+)
+# tensorflow_model_server flags that would change what is served, or how safely, if honoured; ignoring
+# them silently would mislead, so setting one (to anything but its default) stops start-up with a reason.
+TF_SERVING_FLAGS_REFUSED = {
+    "use_alts_credentials": ("false", "ALTS credentials are not available; use --ssl_config_file or --tls_cert_file"),
+    "platform_config_file": ("", "platform configs are not read; use the batching and TensorFlow flags"),
+    "enable_per_model_batching_parameters": (
+        "false", "per-model batching files are not read; use --batching_parameters_file for every model",
+    ),
+    "model_config_file_poll_wait_seconds": (
+        "0", "the model config file is read at start-up only; restart (or roll the pods) to change the models",
+    ),
+    "monitoring_config_file": ("", "metrics are always exported at /metrics and /monitoring/prometheus/metrics"),
+    "saved_model_tags": ("serve", "only the 'serve' tag set is loaded"),
+}
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -55,6 +84,12 @@ class ServerSettings:
     tls_client_ca_file: Path | None = None  # set: clients must present a certificate it signed (mTLS)
     tensorflow_intra_op_parallelism: int = 0  # 0: TensorFlow's default
     tensorflow_inter_op_parallelism: int = 0
+    tensorflow_session_parallelism: int = 0  # both of the above, where they are not set
+    grpc_socket_path: str = ""  # also serve gRPC on this Unix socket
+    grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()  # extra gRPC server channel arguments
+    rest_api_timeout_in_ms: int = 30_000  # a REST request's deadline; 0: none
+    enable_model_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests at load
+    flags_without_effect: tuple[str, ...] = ()  # TF Serving flags given that do nothing here (warned at start)
     shutdown_grace_seconds: float = 10.0
     shutdown_delay_seconds: float = 0.0  # NOT_SERVING but still accepting, so load balancers can react
     log_level: str = "INFO"
@@ -71,6 +106,14 @@ class ServerSettings:
             num_batch_threads=self.batching.num_batch_threads,
             max_enqueued_batches=self.batching.max_enqueued_items,
         )
+
+    @property
+    def intra_op_threads(self) -> int:
+        return self.tensorflow_intra_op_parallelism or self.tensorflow_session_parallelism
+
+    @property
+    def inter_op_threads(self) -> int:
+        return self.tensorflow_inter_op_parallelism or self.tensorflow_session_parallelism
 
     @property
     def deadline_policy(self) -> DeadlinePolicy:
@@ -114,6 +157,25 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def _is_default(value: object, default: str) -> bool:
+    text = str(value).strip().lower()
+    return text in ("false", "0", "no", "off") if default == "false" else text == default
+
+
+def _channel_arguments(text: str) -> tuple[tuple[str, int | str], ...]:
+    """TF Serving's `--grpc_channel_arguments`: `key=value,key=value`; a value that is an int is passed as one."""
+    arguments: list[tuple[str, int | str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {item!r}")
+        try:
+            arguments.append((key, int(value)))
+        except ValueError:
+            arguments.append((key, value))
+    return tuple(arguments)
 
 
 def _int_list(text: str) -> list[int]:
@@ -236,6 +298,28 @@ def build_argument_parser() -> argparse.ArgumentParser:
         help="at shutdown, report NOT_SERVING but keep accepting requests this long before refusing new "
         "ones with UNAVAILABLE (default 0)",
     )
+    parser.add_argument(
+        "--tensorflow_session_parallelism", type=_non_negative_int,
+        help="threads for both of the above where they are not set (0: TF default)",
+    )
+    parser.add_argument("--grpc_socket_path", help="also serve gRPC on this Unix domain socket")
+    parser.add_argument(
+        "--grpc_channel_arguments", type=_channel_arguments,
+        help="gRPC server channel arguments, key=value,key=value (e.g. grpc.max_concurrent_streams=100)",
+    )
+    parser.add_argument(
+        "--rest_api_timeout_in_ms", type=_non_negative_int,
+        help="deadline of a REST request: one that cannot be answered in time is refused or ends with 504 "
+        "(default 30000; 0: none)",
+    )
+    parser.add_argument(
+        "--enable_model_warmup", help="replay assets.extra/tf_serving_warmup_requests at load (default true)",
+        **bool_flag,
+    )
+    for name in TF_SERVING_FLAGS_WITHOUT_EFFECT:
+        parser.add_argument(f"--{name}", nargs="?", const="true", help="accepted for compatibility; no effect here")
+    for name, (default, _) in TF_SERVING_FLAGS_REFUSED.items():
+        parser.add_argument(f"--{name}", nargs="?", const="true", help=f"not supported (default {default!r} only)")
     parser.add_argument("--log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     parser.add_argument(
         "--log_format", choices=["json", "text"], type=str.lower,
@@ -289,6 +373,14 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
         batching = dataclasses.replace(batching, **overrides)
     except ValueError as error:
         parser.error(f"batching parameters: {error}")
+
+    for name, (default, reason) in TF_SERVING_FLAGS_REFUSED.items():
+        value = given.pop(name, None)
+        if value is not None and not _is_default(value, default):
+            parser.error(f"--{name}={value}: {reason}")
+    given["flags_without_effect"] = tuple(
+        name for name in TF_SERVING_FLAGS_WITHOUT_EFFECT if given.pop(name, None) is not None
+    )
 
     config_file = given.pop("model_config_file", None)
     if config_file:

@@ -217,3 +217,28 @@ def test_bad_image_fails_its_request_alone_with_its_index(stub):
     assert "images[1]" in caught.value.details()
     for future in futures:
         assert predict_outputs(future.result())[1].shape == (1, 5)
+
+
+def test_tf_serving_flags_unix_socket_channel_arguments_and_no_effect_warnings(tiny_model_base, tmp_path):
+    from rest_client import b64, rest_call
+    from server_process import ServerProcess
+
+    socket_path = tmp_path / "tfs.sock"
+    with ServerProcess(
+        tiny_model_base, f"--grpc_socket_path={socket_path}", "--grpc_channel_arguments=grpc.max_concurrent_streams=8",
+        "--rest_api_num_threads=16", "--enable_model_warmup=false", "--tensorflow_session_parallelism=1",
+        "--rest_api_timeout_in_ms=1", model_name=MODEL,
+    ) as server:
+        # A REST request's deadline is --rest_api_timeout_in_ms from its arrival: 1 ms is over before it runs.
+        status, body = rest_call(
+            server.metrics_port, "POST", f"/v1/models/{MODEL}:predict",
+            {"signature_name": "predict_images", "instances": [b64(jpeg(3))]},
+        )
+        assert status == 504 and "deadline" in body["error"], body
+        with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                predict_request(MODEL, [jpeg(2)]), 10.0
+            )
+        assert response.outputs["scores"].tensor_shape.dim[0].size == 1
+        warnings = [line for line in server.log_lines if "has no effect here" in line]
+        assert len(warnings) == 1 and "--rest_api_num_threads" in warnings[0]

@@ -98,3 +98,41 @@ def test_hardening_flags_and_environment():
     assert settings.tls_client_ca_file == Path("/ca.pem") and settings.ssl_config_file is None
     defaults = load_settings([], environ={})
     assert defaults.tls_cert_file is None and defaults.max_image_pixels == 25_000_000
+
+
+def test_a_tf_serving_command_line_with_its_everyday_flags_is_accepted(tmp_path: Path):
+    settings = load_settings(
+        [f"--model_base_path={tmp_path}", "--rest_api_num_threads=16", "--rest_api_timeout_in_ms=5000",
+         "--grpc_channel_arguments=grpc.max_concurrent_streams=100,grpc.primary_user_agent=ours",
+         "--grpc_socket_path=/tmp/tfs.sock", "--enable_model_warmup=false", "--tensorflow_session_parallelism=2",
+         "--tensorflow_intra_op_parallelism=4", "--per_process_gpu_memory_fraction=0.5",
+         "--flush_filesystem_caches=true", "--model_config_file_poll_wait_seconds=0", "--saved_model_tags=serve",
+         "--xla_cpu_compilation_enabled"],
+        environ={},
+    )
+    assert settings.rest_api_timeout_in_ms == 5000 and settings.grpc_socket_path == "/tmp/tfs.sock"
+    assert settings.grpc_channel_arguments == (("grpc.max_concurrent_streams", 100), ("grpc.primary_user_agent", "ours"))
+    assert settings.enable_model_warmup is False
+    assert (settings.intra_op_threads, settings.inter_op_threads) == (4, 2)  # the explicit flag wins
+    assert settings.flags_without_effect == (
+        "rest_api_num_threads", "per_process_gpu_memory_fraction", "flush_filesystem_caches",
+        "xla_cpu_compilation_enabled",
+    )
+
+
+@pytest.mark.parametrize(
+    "flag, fragment",
+    [
+        ("--use_alts_credentials=true", "ALTS"),
+        ("--model_config_file_poll_wait_seconds=60", "read at start-up only"),
+        ("--saved_model_tags=serve,gpu", "'serve' tag set"),
+        ("--monitoring_config_file=/etc/monitoring.config", "/monitoring/prometheus/metrics"),
+        ("--grpc_channel_arguments=grpc.max_concurrent_streams", "key=value"),
+        ("--not_a_tf_serving_flag=1", "unrecognized arguments"),
+    ],
+)
+def test_flags_that_would_mislead_if_ignored_stop_start_up_with_a_reason(capsys, flag: str, fragment: str):
+    with pytest.raises(SystemExit) as exited:
+        load_settings([flag], environ={})
+    assert exited.value.code != 0
+    assert fragment in capsys.readouterr().err

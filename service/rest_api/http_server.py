@@ -88,8 +88,10 @@ class RestServer:
         metrics_exposition: MetricsExposition | None = None,
         max_body_bytes: int = 64 * 1024 * 1024,
         shutdown_grace_seconds: float = 10.0,
+        timeout_seconds: float = 0.0,
     ) -> None:
         self._dataplane = dataplane
+        self._timeout_seconds = timeout_seconds  # TF Serving's --rest_api_timeout_in_ms; 0: no deadline
         self._app = web.Application(client_max_size=max_body_bytes)
         self._app.router.add_route("GET", "/v1/{path:.*}", self._handle_get)
         self._app.router.add_route("POST", "/v1/{path:.*}", self._handle_post)
@@ -140,19 +142,24 @@ class RestServer:
             return error_response(404, f"Malformed request: POST {request.path}")
         name, version_text, label, verb = match.groups()
 
+        # The request's deadline counts from its arrival, as a gRPC deadline does.
+        deadline = asyncio.get_running_loop().time() + self._timeout_seconds if self._timeout_seconds else None
+
         async def answer() -> dict[str, Any]:
             version = _version(version_text, label)
             self._dataplane.model(name, version)  # NOT_FOUND before input errors, like TF Serving
             body = await _json_body(request)
             if verb.lower() == "predict":
-                return await self._predict(name, version, body)
+                return await self._predict(name, version, body, deadline)
             if verb.lower() == "classify":
-                return await self._classify(name, version, body)
+                return await self._classify(name, version, body, deadline)
             raise _Unimplemented("regress: image classifiers have no regression signature")
 
         return await self._answer(answer)
 
-    async def _predict(self, name: str, version: int | None, body: dict[str, Any]) -> dict[str, Any]:
+    async def _predict(
+        self, name: str, version: int | None, body: dict[str, Any], deadline: float | None
+    ) -> dict[str, Any]:
         signature = _signature(body)
         input_key = INPUT_KEY_BY_SIGNATURE.get(signature)
         if input_key is None:
@@ -163,16 +170,18 @@ class RestServer:
         if signature == PIXELS_SIGNATURE:
             pixels = json_codec.float_values(values, input_key)
             served = self._dataplane.model(name, version)  # resolved again: the body was read since
-            result = await self._dataplane.classify_pixels(served, pixels, input_name=input_key)
+            result = await self._dataplane.classify_pixels(served, pixels, input_name=input_key, deadline=deadline)
         else:
             images = json_codec.bytes_values(values, input_key)
             if signature == SERIALIZED_EXAMPLES_SIGNATURE:
                 images = image_bytes_from_serialized_examples(images, input_key)
             served = self._dataplane.model(name, version)
-            result = await self._dataplane.classify_images(served, images, input_name=input_key)
+            result = await self._dataplane.classify_images(served, images, input_name=input_key, deadline=deadline)
         return json_codec.predict_body(result.predictions, row_format)
 
-    async def _classify(self, name: str, version: int | None, body: dict[str, Any]) -> dict[str, Any]:
+    async def _classify(
+        self, name: str, version: int | None, body: dict[str, Any], deadline: float | None
+    ) -> dict[str, Any]:
         signature = _signature(body)
         if signature != SERIALIZED_EXAMPLES_SIGNATURE:
             raise InvalidInputError(
@@ -181,7 +190,7 @@ class RestServer:
             )
         images = json_codec.classify_images(body)
         served = self._dataplane.model(name, version)
-        result = await self._dataplane.classify_images(served, images, input_name="examples")
+        result = await self._dataplane.classify_images(served, images, input_name="examples", deadline=deadline)
         return json_codec.classify_body(result.predictions)
 
     @staticmethod
