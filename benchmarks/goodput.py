@@ -150,20 +150,27 @@ def print_cases(report: dict[str, Any]) -> None:
         f"batch time {report['batch_seconds']:.3f} s (server: batches of {_text(report['server_mean_batch_size'])}, "
         f"{_text(report['server_mean_batch_seconds'], 3)} s each)"
     )
-    header = (
-        f"{'case':38s} {'side':6s} {'goodput/s':>9s} {'÷ cap':>6s} {'refused':>7s} {'late':>5s} "
-        f"{'refused p50 ms':>14s} {'accepted p99 ms':>15s} {'deadline ms':>11s} {'batch':>5s} {'batch s':>7s}"
-    )
-    print(header)
+    _print_sides(report, (
+        ("goodput/s", lambda f: f"{f['goodput_per_s']:.2f}"),
+        ("÷ cap", lambda f: f"{f['goodput_over_capacity']:.3f}"),
+        ("refused", lambda f: str(f["refused_early"])),
+        ("late", lambda f: str(f["accepted_but_late"])),
+        ("refused p50 ms", lambda f: _text(f["refused_median_ms"])),
+        ("accepted p99 ms", lambda f: _text(f["accepted_p99_ms"])),
+        ("deadline ms", lambda f: f"{f['deadline_ms']:.1f}"),
+        ("batch", lambda f: _text(f["server_mean_batch_size"])),
+        ("batch s", lambda f: _text(f["server_mean_batch_seconds"], 3)),
+    ))
+
+
+def _print_sides(report: dict[str, Any], columns: Sequence[tuple[str, Any]]) -> None:
+    """One line per case and side (before, after), a right-aligned column per (header, formatter)."""
+    widths = [max(len(header), 7) for header, _ in columns]
+    print(f"{'case':38s} {'side':6s} " + " ".join(f"{h:>{w}s}" for (h, _), w in zip(columns, widths)))
     for name, sides in report["cases"].items():
         for side in ("before", "after"):
-            f = sides[side]
-            print(
-                f"{name:38s} {side:6s} {f['goodput_per_s']:9.2f} {f['goodput_over_capacity']:6.3f} "
-                f"{f['refused_early']:7d} {f['accepted_but_late']:5d} {_text(f['refused_median_ms']):>14s} "
-                f"{_text(f['accepted_p99_ms']):>15s} {f['deadline_ms']:11.1f} "
-                f"{_text(f['server_mean_batch_size']):>5s} {_text(f['server_mean_batch_seconds'], 3):>7s}"
-            )
+            cells = (fmt(sides[side]) for _, fmt in columns)
+            print(f"{name:38s} {side:6s} " + " ".join(f"{c:>{w}s}" for c, w in zip(cells, widths)))
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -278,11 +285,9 @@ def print_simulated(report: dict[str, Any]) -> None:
         f"batcher alone, model {report['model']}: capacity {report['capacity_requests_per_s']:.2f}/s, "
         f"batch time {report['batch_seconds']:.3f} s"
     )
-    print(f"{'case':38s} {'side':6s} {'÷ cap':>6s} {'refused':>7s} {'late':>5s} {'refused p50 ms':>14s}")
-    for name, sides in report["cases"].items():
-        for side in ("before", "after"):
-            f = sides[side]
-            print(
-                f"{name:38s} {side:6s} {f['goodput_over_capacity']:6.3f} {f['refused_early']:7d} "
-                f"{f['accepted_but_late']:5d} {_text(f['refused_median_ms']):>14s}"
-            )
+    _print_sides(report, (
+        ("÷ cap", lambda f: f"{f['goodput_over_capacity']:.3f}"),
+        ("refused", lambda f: str(f["refused_early"])),
+        ("late", lambda f: str(f["accepted_but_late"])),
+        ("refused p50 ms", lambda f: _text(f["refused_median_ms"])),
+    ))

@@ -290,6 +290,10 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "--tensorflow_inter_op_parallelism", type=_non_negative_int, help="ops run in parallel (0: TF default)"
     )
     parser.add_argument(
+        "--tensorflow_session_parallelism", type=_non_negative_int,
+        help="threads for both of the above where they are not set (0: TF default)",
+    )
+    parser.add_argument(
         "--shutdown_grace_seconds", type=_non_negative_float,
         help="drain timeout: time in-flight and queued requests get to finish at shutdown (default 10)",
     )
@@ -297,10 +301,6 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "--shutdown_delay_seconds", type=_non_negative_float,
         help="at shutdown, report NOT_SERVING but keep accepting requests this long before refusing new "
         "ones with UNAVAILABLE (default 0)",
-    )
-    parser.add_argument(
-        "--tensorflow_session_parallelism", type=_non_negative_int,
-        help="threads for both of the above where they are not set (0: TF default)",
     )
     parser.add_argument("--grpc_socket_path", help="also serve gRPC on this Unix domain socket")
     parser.add_argument(
