@@ -83,7 +83,7 @@ class DataPlane:
     def models(self) -> ModelManager:
         return self._models
 
-    def model(self, model_name: str, version: int | None) -> ServedVersion:
+    def model(self, model_name: str, version: int | str | None) -> ServedVersion:
         """Resolve the model first, so an unknown model is NOT_FOUND before any input is judged.
 
         Call classify_* with the result without awaiting anything in between: they take the version's lease

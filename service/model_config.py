@@ -1,7 +1,7 @@
 """Which models to serve: `--model_name`/`--model_base_path`, or TF Serving's `--model_config_file`.
 
 The file is TF Serving's text-format `ModelServerConfig` (`model_config_list { config { name, base_path,
-model_platform, model_version_policy } }`), parsed with the proto tensorflow-serving-api ships, so existing
+model_platform, model_version_policy, version_labels } }`), parsed with the proto tensorflow-serving-api ships, so existing
 TF Serving config files work unchanged and a typo is reported by protobuf with its line and column.
 """
 
@@ -45,6 +45,10 @@ class ModelSource:
     name: str
     base_path: Path
     policy: VersionPolicy = field(default_factory=VersionPolicy)
+    labels: tuple[tuple[str, int], ...] = ()  # version_labels: ("stable", 1), ("canary", 2)
+
+    def version_for_label(self, label: str) -> int | None:
+        return next((version for name, version in self.labels if name == label), None)
 
 
 def parse_model_config(text: str, relative_to: Path | None = None) -> tuple[ModelSource, ...]:
@@ -67,12 +71,13 @@ def parse_model_config(text: str, relative_to: Path | None = None) -> tuple[Mode
             raise ValueError(f"{where}: model_platform '{model.model_platform}' is not served here (use 'tensorflow')")
         if any(source.name == model.name for source in sources):
             raise ValueError(f"{where}: model name '{model.name}' appears twice")
-        if model.version_labels:
-            raise ValueError(f"{where}: version_labels are not supported; select versions by number")
         base_path = Path(model.base_path).expanduser()
         if not base_path.is_absolute() and relative_to is not None:
             base_path = relative_to / base_path
-        sources.append(ModelSource(model.name, base_path.resolve(), _policy(model, where)))
+        labels = tuple(sorted(model.version_labels.items()))
+        if any(not label for label, _ in labels):
+            raise ValueError(f"{where}: a version label needs a name")
+        sources.append(ModelSource(model.name, base_path.resolve(), _policy(model, where), labels))
     if not sources:
         raise ValueError("model_config_list names no model")
     return tuple(sources)

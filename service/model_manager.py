@@ -23,7 +23,7 @@ from typing import Callable
 from batching import Batcher, BatchingParameters, BatchListener, DeadlinePolicy
 
 from . import heap
-from .errors import ModelNotFoundError, UnavailableError, servable_not_found
+from .errors import InvalidInputError, ModelNotFoundError, UnavailableError, servable_not_found
 from .model_config import ModelSource
 from .runtime import ModelLoadError, ModelRuntime, Prediction
 from .warmup import WARMUP_FILE, read_warmup_requests
@@ -269,8 +269,11 @@ class ModelManager:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def get(self, name: str, version: int | None = None) -> ServedVersion:
-        """The version to serve a request with: the given one, or the highest AVAILABLE one."""
+    def get(self, name: str, version: int | str | None = None) -> ServedVersion:
+        """The version to serve a request with: the given one (a number, or a label of the config file's
+        version_labels), or the highest AVAILABLE one."""
+        if isinstance(version, str):
+            version = self.version_for_label(name, version)
         model = self._models.get(name)
         if model is None:
             raise servable_not_found(name, version)
@@ -288,6 +291,14 @@ class ModelManager:
         if latest is None:
             raise UnavailableError(f"model '{name}' has no version ready yet")
         return latest
+
+    def version_for_label(self, name: str, label: str) -> int:
+        """The version a label names; TF Serving's INVALID_ARGUMENT wording for a label it does not know."""
+        model = self._models.get(name)
+        version = model.source.version_for_label(label) if model is not None else None
+        if version is None:
+            raise InvalidInputError(f"Unrecognized servable version label: {label}")
+        return version
 
     def versions(self, name: str) -> list[ServedVersion]:
         model = self._models.get(name)

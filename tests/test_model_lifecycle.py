@@ -77,9 +77,11 @@ class Served:
         self.server, self.live_base = server, live_base
         self.first_latency, self.later_latencies = first_latency, later_latencies
 
-    def predict(self, model: str, version: int | None = None):
+    def predict(self, model: str, version: int | str | None = None):
         request = predict_request(model, [IMAGE])
-        if version is not None:
+        if isinstance(version, str):
+            request.model_spec.version_label = version
+        elif version is not None:
             request.model_spec.version.value = version
         with self.server.channel() as channel:
             return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, 10.0)
@@ -105,7 +107,8 @@ def served(tmp_path_factory, tiny_model_base, tiny_v2):
         f"""model_config_list {{
           config {{ name: "live" base_path: "{live}" model_platform: "tensorflow" }}
           config {{ name: "multi" base_path: "{multi}" model_platform: "tensorflow"
-                    model_version_policy {{ all {{}} }} }}
+                    model_version_policy {{ all {{}} }}
+                    version_labels {{ key: "stable" value: 1 }} version_labels {{ key: "canary" value: 2 }} }}
         }}"""
     )
     with ServerProcess(
@@ -262,6 +265,24 @@ def test_config_file_policies_and_relative_paths(tmp_path):
 def test_config_file_errors_name_the_problem(text, fragment):
     with pytest.raises(ValueError, match=fragment):
         parse_model_config(text)
+
+
+def test_version_labels_from_the_config_name_versions_on_grpc_and_rest(served):
+    stable, canary = served.predict("multi", "stable"), served.predict("multi", "canary")
+    assert (stable.model_spec.version.value, canary.model_spec.version.value) == (1, 2)
+    np.testing.assert_allclose(predict_outputs(stable)[1], predict_outputs(served.predict("multi", 1))[1], atol=1e-6)
+    with pytest.raises(grpc.RpcError) as caught:
+        served.predict("multi", "nightly")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "Unrecognized servable version label: nightly"  # TF Serving's words
+    status, body = rest_call(
+        served.server.metrics_port, "POST", "/v1/models/multi/labels/canary:predict",
+        {"signature_name": "predict_images", "instances": [b64(IMAGE)]},
+    )
+    assert status == 200
+    np.testing.assert_allclose(body["predictions"][0]["scores"], predict_outputs(canary)[1][0], atol=1e-6)
+    status, body = rest_call(served.server.metrics_port, "GET", "/v1/models/multi/labels/stable")
+    assert status == 200 and [v["version"] for v in body["model_version_status"]] == ["1"]
 
 
 def test_a_config_file_that_does_not_parse_stops_start_up_in_tf_servings_words(tmp_path, capsys):

@@ -15,10 +15,13 @@ _ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].en
 
 
 def model_status_response(
-    models: ModelManager, name: str, version: int | None
+    models: ModelManager, name: str, version: int | str | None
 ) -> get_model_status_pb2.GetModelStatusResponse:
-    """Every version of `name` the server knows (or just `version`), with TF Serving's states; shared with REST."""
+    """Every version of `name` the server knows (or just `version`, a number or a label), with TF Serving's
+    states; shared with REST."""
     versions = models.versions(name)
+    if isinstance(version, str):
+        version = models.version_for_label(name, version)
     if version is not None:
         versions = [v for v in versions if v.version == version]
         if not versions:  # TF Serving's wording (get_model_status_impl)

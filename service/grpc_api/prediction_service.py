@@ -30,14 +30,12 @@ from ..signatures import (  # re-exported: tests import them from here
 )
 
 
-def requested_version(model_spec: model_pb2.ModelSpec) -> int | None:
+def requested_version(model_spec: model_pb2.ModelSpec) -> int | str | None:
+    """`model_spec.version` (a number), `model_spec.version_label` (a label, resolved by the model manager),
+    or None: the latest."""
     if model_spec.HasField("version"):
         return model_spec.version.value
-    if model_spec.version_label:
-        raise InvalidInputError(
-            f"version labels are not supported (got '{model_spec.version_label}'); set model_spec.version"
-        )
-    return None
+    return model_spec.version_label or None
 
 
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:

@@ -158,7 +158,7 @@ class RestServer:
         return await self._answer(answer)
 
     async def _predict(
-        self, name: str, version: int | None, body: dict[str, Any], deadline: float | None
+        self, name: str, version: int | str | None, body: dict[str, Any], deadline: float | None
     ) -> dict[str, Any]:
         signature = _signature(body)
         input_key = INPUT_KEY_BY_SIGNATURE.get(signature)
@@ -180,7 +180,7 @@ class RestServer:
         return json_codec.predict_body(result.predictions, row_format)
 
     async def _classify(
-        self, name: str, version: int | None, body: dict[str, Any], deadline: float | None
+        self, name: str, version: int | str | None, body: dict[str, Any], deadline: float | None
     ) -> dict[str, Any]:
         signature = _signature(body)
         if signature != SERIALIZED_EXAMPLES_SIGNATURE:
@@ -213,9 +213,10 @@ class _Unimplemented(Exception):
     pass
 
 
-def _version(version_text: str | None, label: str | None) -> int | None:
+def _version(version_text: str | None, label: str | None) -> int | str | None:
+    """`/versions/<number>`, `/labels/<label>` (resolved by the model manager), or None: the latest."""
     if label is not None:
-        raise InvalidInputError(f"version labels are not supported (got '{label}'); use /versions/<number>")
+        return label
     return int(version_text) if version_text is not None else None
 
 
