@@ -111,6 +111,7 @@ class ModelServer:
         self.rest = RestServer(
             self.dataplane,
             metrics_exposition=self.metrics.exposition,
+            metrics_path=settings.prometheus_path,
             max_body_bytes=settings.grpc_max_message_bytes,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
             timeout_seconds=settings.rest_api_timeout_in_ms / 1000,

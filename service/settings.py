@@ -17,6 +17,7 @@ from batching import BatchingParameters, DeadlinePolicy
 
 from .batching_config import parse_batching_parameters_file
 from .model_config import ModelSource, parse_model_config_file
+from .monitoring_config import parse_monitoring_config_file
 
 ENV_PREFIX = "BATCHSERVE_"
 
@@ -48,7 +49,6 @@ TF_SERVING_FLAGS_REFUSED = {
     "model_config_file_poll_wait_seconds": (
         "0", "the model config file is read at start-up only; restart (or roll the pods) to change the models",
     ),
-    "monitoring_config_file": ("", "metrics are always exported at /metrics and /monitoring/prometheus/metrics"),
     "saved_model_tags": ("serve", "only the 'serve' tag set is loaded"),
 }
 
@@ -89,6 +89,7 @@ class ServerSettings:
     grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()  # extra gRPC server channel arguments
     rest_api_timeout_in_ms: int = 30_000  # a REST request's deadline; 0: none
     enable_model_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests at load
+    prometheus_path: str = ""  # --monitoring_config_file's prometheus_config.path, served beside /metrics
     flags_without_effect: tuple[str, ...] = ()  # TF Serving flags given that do nothing here (warned at start)
     shutdown_grace_seconds: float = 10.0
     shutdown_delay_seconds: float = 0.0  # NOT_SERVING but still accepting, so load balancers can react
@@ -313,6 +314,12 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "(default 30000; 0: none)",
     )
     parser.add_argument(
+        "--monitoring_config_file",
+        help="TF Serving MonitoringConfig text proto: prometheus_config { enable: true path: \"/...\" } also "
+        "serves the metrics at that path on --rest_api_port (they are always at /metrics and "
+        "/monitoring/prometheus/metrics)",
+    )
+    parser.add_argument(
         "--enable_model_warmup", help="replay assets.extra/tf_serving_warmup_requests at load (default true)",
         **bool_flag,
     )
@@ -381,6 +388,13 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     given["flags_without_effect"] = tuple(
         name for name in TF_SERVING_FLAGS_WITHOUT_EFFECT if given.pop(name, None) is not None
     )
+
+    monitoring_file = given.pop("monitoring_config_file", None)
+    if monitoring_file:
+        try:
+            given["prometheus_path"] = parse_monitoring_config_file(Path(str(monitoring_file))) or ""
+        except (OSError, ValueError) as error:
+            parser.error(f"--monitoring_config_file: {error}")
 
     config_file = given.pop("model_config_file", None)
     if config_file:

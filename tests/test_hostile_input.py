@@ -203,7 +203,7 @@ CASES.update({
     "unknown-model": Case("Predict", predict(model="nope"), NF, ("nope",)),
     "empty-model-name": Case("Predict", predict(model=""), NF, ("Servable not found for request: Latest()",)),
     "unknown-version": Case("Predict", predict(version=7), NF, (f"Servable not found for request: Specific({MODEL}, 7)",)),
-    "version-label": Case("Predict", predict(label="stable"), IA, ("version labels", "stable")),
+    "version-label": Case("Predict", predict(label="stable"), IA, ("Unrecognized servable version label: stable",)),
     "unknown-signature": Case("Predict", predict(signature="bogus"), IA, ("bogus",)),
     "preprocess-signature": Case("Predict", predict(signature="preprocess"), IA, ("preprocess",)),
     "missing-input": Case("Predict", predict({}), IA, ("'images' missing",)),

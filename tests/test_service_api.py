@@ -224,8 +224,10 @@ def test_tf_serving_flags_unix_socket_channel_arguments_and_no_effect_warnings(t
     from server_process import ServerProcess
 
     socket_path = tmp_path / "tfs.sock"
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true path: "/custom/metrics" }')
     with ServerProcess(
-        tiny_model_base, f"--grpc_socket_path={socket_path}", "--grpc_channel_arguments=grpc.max_concurrent_streams=8",
+        tiny_model_base, f"--grpc_socket_path={socket_path}", f"--monitoring_config_file={monitoring}", "--grpc_channel_arguments=grpc.max_concurrent_streams=8",
         "--rest_api_num_threads=16", "--enable_model_warmup=false", "--tensorflow_session_parallelism=1",
         "--rest_api_timeout_in_ms=1", model_name=MODEL,
     ) as server:
@@ -240,5 +242,6 @@ def test_tf_serving_flags_unix_socket_channel_arguments_and_no_effect_warnings(t
                 predict_request(MODEL, [jpeg(2)]), 10.0
             )
         assert response.outputs["scores"].tensor_shape.dim[0].size == 1
+        assert "inference_requests_total" in server.metrics_text("/custom/metrics")
         warnings = [line for line in server.log_lines if "has no effect here" in line]
         assert len(warnings) == 1 and "--rest_api_num_threads" in warnings[0]

@@ -126,7 +126,6 @@ def test_a_tf_serving_command_line_with_its_everyday_flags_is_accepted(tmp_path:
         ("--use_alts_credentials=true", "ALTS"),
         ("--model_config_file_poll_wait_seconds=60", "read at start-up only"),
         ("--saved_model_tags=serve,gpu", "'serve' tag set"),
-        ("--monitoring_config_file=/etc/monitoring.config", "/monitoring/prometheus/metrics"),
         ("--grpc_channel_arguments=grpc.max_concurrent_streams", "key=value"),
         ("--not_a_tf_serving_flag=1", "unrecognized arguments"),
     ],
@@ -136,3 +135,27 @@ def test_flags_that_would_mislead_if_ignored_stop_start_up_with_a_reason(capsys,
         load_settings([flag], environ={})
     assert exited.value.code != 0
     assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, path",
+    [
+        ('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }', "/monitoring/prometheus/metrics"),
+        ('prometheus_config { enable: true path: "/custom/metrics" }', "/custom/metrics"),
+        ("prometheus_config { enable: true }", "/monitoring/prometheus/metrics"),
+        ("prometheus_config { enable: false }", ""),
+    ],
+)
+def test_monitoring_config_file_in_tf_serving_text_format(tmp_path: Path, text: str, path: str):
+    config = tmp_path / "monitoring.config"
+    config.write_text(text)
+    assert load_settings([f"--monitoring_config_file={config}"], environ={}).prometheus_path == path
+
+
+def test_a_monitoring_config_that_does_not_parse_stops_start_up(tmp_path: Path, capsys):
+    config = tmp_path / "monitoring.config"
+    config.write_text("prometheus_config { enabled: true }")
+    with pytest.raises(SystemExit):
+        load_settings([f"--monitoring_config_file={config}"], environ={})
+    error = capsys.readouterr().err
+    assert "Error parsing text-format tensorflow.serving.MonitoringConfig" in error and "enabled" in error

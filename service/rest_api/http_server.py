@@ -67,14 +67,15 @@ def _http_status(error: ServingError) -> int:
     return code_for(error, HTTP_STATUS_BY_ERROR, 500)
 
 
-def add_metrics_routes(app: web.Application, exposition: MetricsExposition) -> None:
-    """Serve Prometheus' text format at /metrics and at TF Serving's /monitoring/prometheus/metrics."""
+def add_metrics_routes(app: web.Application, exposition: MetricsExposition, extra_path: str = "") -> None:
+    """Serve Prometheus' text format at /metrics, at TF Serving's /monitoring/prometheus/metrics, and at
+    `extra_path` (--monitoring_config_file's) if it is another."""
 
     async def metrics(_request: web.Request) -> web.Response:
         body, content_type = exposition()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    for path in METRICS_PATHS:
+    for path in dict.fromkeys((*METRICS_PATHS, extra_path or METRICS_PATHS[0])):
         app.router.add_get(path, metrics)
 
 
@@ -86,6 +87,7 @@ class RestServer:
         dataplane: DataPlane,
         *,
         metrics_exposition: MetricsExposition | None = None,
+        metrics_path: str = "",
         max_body_bytes: int = 64 * 1024 * 1024,
         shutdown_grace_seconds: float = 10.0,
         timeout_seconds: float = 0.0,
@@ -96,7 +98,7 @@ class RestServer:
         self._app.router.add_route("GET", "/v1/{path:.*}", self._handle_get)
         self._app.router.add_route("POST", "/v1/{path:.*}", self._handle_post)
         if metrics_exposition is not None:
-            add_metrics_routes(self._app, metrics_exposition)
+            add_metrics_routes(self._app, metrics_exposition, metrics_path)
         self._started = False
         self._runner = web.AppRunner(
             self._app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_grace_seconds
