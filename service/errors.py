@@ -35,6 +35,10 @@ class InvalidInputError(ServingError):
     """The request itself is wrong: retrying it unchanged cannot succeed."""
 
 
+class PermissionDeniedError(ServingError):
+    """The call is not allowed on this server (an administrative call not enabled by its operator)."""
+
+
 class ResourceExhaustedError(ServingError):
     """The server is full right now: back off and retry."""
 

@@ -58,6 +58,13 @@ def parse_model_config(text: str, relative_to: Path | None = None) -> tuple[Mode
         text_format.Parse(text, config)
     except text_format.ParseError as error:  # TF Serving's words: deployment tooling greps for them
         raise ValueError(f"Error parsing text-format tensorflow.serving.ModelServerConfig: {error}") from None
+    return sources_from_config(config, relative_to)
+
+
+def sources_from_config(
+    config: model_server_config_pb2.ModelServerConfig, relative_to: Path | None = None
+) -> tuple[ModelSource, ...]:
+    """The models a ModelServerConfig names (from a file, or from HandleReloadConfigRequest); raises ValueError."""
     if config.WhichOneof("config") != "model_config_list":
         raise ValueError("the file must hold a model_config_list (custom_model_config is not supported)")
     sources: list[ModelSource] = []

@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from batching import Batcher, BatchingParameters, BatchListener, DeadlinePolicy
 
@@ -137,6 +137,8 @@ class ModelManager:
         self._models: dict[str, _Model] = {}
         self._poller: asyncio.Task[None] | None = None
         self._heap_changed = False  # a version was loaded (or refused) or unloaded since the last refreeze
+        # One change of the served set at a time: a version poll, a config reload.
+        self._changing = asyncio.Lock()
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -160,6 +162,58 @@ class ModelManager:
             )
         return available
 
+    async def apply_config(self, sources: Sequence[ModelSource]) -> None:
+        """Serve exactly `sources` from now on, without failing a request to a model that stays.
+
+        New models are loaded and warmed up first; if one cannot become available, the new ones are dropped
+        again, nothing else changes, and ModelLoadError says why. Then models that stay take their new
+        version policy and labels (new versions load beside the serving ones), and models no longer named
+        stop taking requests and unload once the requests they hold have their answers. A model cannot move
+        to another base path while served (ValueError): version numbers would mean other directories.
+        """
+        async with self._changing:
+            await self._apply_config(sources)
+
+    async def _apply_config(self, sources: Sequence[ModelSource]) -> None:
+        wanted = {source.name: source for source in sources}
+        for name, source in wanted.items():
+            current = self._models.get(name)
+            if current is not None and current.source.base_path != source.base_path:
+                raise ValueError(
+                    f"model '{name}' is served from {current.source.base_path}; it cannot move to "
+                    f"{source.base_path} while served (remove it first, or restart)"
+                )
+        added: list[str] = []
+        try:
+            for name, source in wanted.items():
+                if name not in self._models:
+                    added.append(name)
+                    await self.add_model(source)
+        except ModelLoadError:
+            for name in added:
+                await self._remove_model(name)
+            raise
+        try:
+            for name, model in list(self._models.items()):
+                if name in wanted and name not in added and model.source != wanted[name]:
+                    model.source = wanted[name]
+                    await self._reconcile(model)
+            for name in [name for name in self._models if name not in wanted]:
+                await self._remove_model(name)
+        finally:
+            self._refreeze_heap()
+        _log.info("serving models %s", sorted(self._models))
+
+    async def _remove_model(self, name: str) -> None:
+        """Stop routing to `name` (new requests get NOT_FOUND), then unload its versions as they drain."""
+        model = self._models.pop(name, None)
+        if model is None:
+            return
+        for served in list(model.versions.values()):
+            if served.state is VersionState.AVAILABLE:
+                await self._unload(served)
+        _log.info("removed model %s", name)
+
     async def load_latest(self, name: str, base_path: Path) -> ServedVersion:
         """Serve the highest version under `base_path` (and later ones as they appear); returns it."""
         await self.add_model(ModelSource(name, base_path))
@@ -174,6 +228,10 @@ class ModelManager:
 
     async def poll(self) -> None:
         """One pass over every model's base path: load aspired versions, unload the others."""
+        async with self._changing:
+            await self._poll_models()
+
+    async def _poll_models(self) -> None:
         try:
             for model in list(self._models.values()):
                 try:

@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -28,9 +29,10 @@ from .grpc_api.undecodable import reject_undecodable_requests
 from .kserve_api.inference_service import SERVICE_NAME as KSERVE_SERVICE
 from .kserve_api.inference_service import InferenceServicer
 from .metrics import ServingMetrics
+from .model_config import parse_model_config
 from .model_manager import ModelManager
 from .rest_api.http_server import RestServer
-from .runtime import ModelRuntime, configure_tensorflow
+from .runtime import ModelLoadError, ModelRuntime, configure_tensorflow
 from .self_warmup import loopback_address, warm_up_through_grpc
 from .settings import ServerSettings
 from .tls import tls_material
@@ -98,7 +100,7 @@ class ModelServer:
         # Innermost first: requests refused as undecodable are still counted, traced and logged.
         self.router = router = MethodRouter([reject_undecodable_requests, observer.wrap])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.dataplane), router)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models), router)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models, reload_enabled=settings.enable_model_config_reload), router)
         kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane), router)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, router)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
@@ -118,6 +120,7 @@ class ModelServer:
         )
         self.grpc_port = 0
         self.metrics_port = 0  # the REST port: it serves /metrics too
+        self._config_watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Bind, report NOT_SERVING while the models load and warm up, then SERVING; then poll for versions."""
@@ -148,6 +151,11 @@ class ModelServer:
             await self.models.add_model(source)
         await self._warm_up_serving_stack(tls is not None)
         self.models.start_polling(settings.file_system_poll_wait_seconds)
+        if settings.model_config_file and settings.model_config_file_poll_wait_seconds > 0:
+            self._config_watcher = asyncio.get_running_loop().create_task(
+                self._watch_model_config(settings.model_config_file, settings.model_config_file_poll_wait_seconds),
+                name="model-config-watcher",
+            )
         for service in _SERVED:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         batching = settings.effective_batching
@@ -178,9 +186,26 @@ class ModelServer:
         _log.info("self warm-up: %d request(s) through the gRPC stack in %.1f ms", len(images),
                   (time.perf_counter() - started) * 1e3)
 
+    async def _watch_model_config(self, path: Path, interval_seconds: float) -> None:
+        """TF Serving's --model_config_file_poll_wait_seconds: serve what the file names whenever it changes.
+        A file that does not parse, or names a model that cannot load, is logged and the served set kept."""
+        applied = await asyncio.to_thread(path.read_text, encoding="utf-8")
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+                if text == applied:
+                    continue
+                applied = text
+                await self.models.apply_config(parse_model_config(text))
+            except (OSError, ValueError, ModelLoadError) as error:
+                _log.error("--model_config_file %s not applied, still serving %s: %s", path, self.models.model_names, error)
+
     async def stop(self) -> None:
         """Drain: NOT_SERVING at once; after `shutdown_delay_seconds` refuse new RPCs (UNAVAILABLE) while
         in-flight and queued ones finish within `shutdown_grace_seconds`; then release the models."""
+        if self._config_watcher is not None:
+            self._config_watcher.cancel()
         await self.health.enter_graceful_shutdown()
         if self.settings.shutdown_delay_seconds:
             await asyncio.sleep(self.settings.shutdown_delay_seconds)

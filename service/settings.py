@@ -46,9 +46,6 @@ TF_SERVING_FLAGS_REFUSED = {
     "enable_per_model_batching_parameters": (
         "false", "per-model batching files are not read; use --batching_parameters_file for every model",
     ),
-    "model_config_file_poll_wait_seconds": (
-        "0", "the model config file is read at start-up only; restart (or roll the pods) to change the models",
-    ),
     "saved_model_tags": ("serve", "only the 'serve' tag set is loaded"),
 }
 
@@ -63,6 +60,7 @@ class ServerSettings:
     model_name: str = "default"
     model_base_path: Path = Path("/models/default")
     models: tuple[ModelSource, ...] = ()  # from --model_config_file; empty: model_name/model_base_path
+    model_config_file: Path | None = None
     file_system_poll_wait_seconds: float = 1.0  # <= 0: look for versions only at start-up
     enable_batching: bool = False
     batching: BatchingParameters = field(default_factory=BatchingParameters)
@@ -89,6 +87,8 @@ class ServerSettings:
     grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()  # extra gRPC server channel arguments
     rest_api_timeout_in_ms: int = 30_000  # a REST request's deadline; 0: none
     enable_model_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests at load
+    enable_model_config_reload: bool = False  # ModelService.HandleReloadConfigRequest may replace the models
+    model_config_file_poll_wait_seconds: float = 0.0  # re-read --model_config_file this often; 0: never
     prometheus_path: str = ""  # --monitoring_config_file's prometheus_config.path, served beside /metrics
     flags_without_effect: tuple[str, ...] = ()  # TF Serving flags given that do nothing here (warned at start)
     shutdown_grace_seconds: float = 10.0
@@ -314,6 +314,16 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "(default 30000; 0: none)",
     )
     parser.add_argument(
+        "--enable_model_config_reload",
+        help="allow ModelService.HandleReloadConfigRequest to replace the served models (default false: "
+        "anyone who reaches the port could change them)",
+        **bool_flag,
+    )
+    parser.add_argument(
+        "--model_config_file_poll_wait_seconds", type=_non_negative_float,
+        help="re-read --model_config_file this often and serve what it names (default 0: at start-up only)",
+    )
+    parser.add_argument(
         "--monitoring_config_file",
         help="TF Serving MonitoringConfig text proto: prometheus_config { enable: true path: \"/...\" } also "
         "serves the metrics at that path on --rest_api_port (they are always at /metrics and "
@@ -398,8 +408,9 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
 
     config_file = given.pop("model_config_file", None)
     if config_file:
+        given["model_config_file"] = Path(str(config_file))
         try:
-            given["models"] = parse_model_config_file(Path(str(config_file)))
+            given["models"] = parse_model_config_file(given["model_config_file"])
         except (OSError, ValueError) as error:
             parser.error(f"--model_config_file: {error}")
     if "model_base_path" in given:

@@ -320,3 +320,95 @@ def test_a_zero_padded_version_directory_is_served_as_its_number(tmp_path, tiny_
         request.model_spec.version.value = 123
         response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, 10.0)
         assert response.model_spec.version.value == 123
+
+
+def _config_text(**base_paths: Path) -> str:
+    configs = "".join(
+        f'config {{ name: "{name}" base_path: "{path}" model_platform: "tensorflow" }} ' for name, path in base_paths.items()
+    )
+    return f"model_config_list {{ {configs}}}"
+
+
+def _reload(channel: grpc.Channel, text: str):
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2
+
+    request = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(text, request.config)
+    return model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(request, 60.0)
+
+
+def test_reload_config_is_refused_unless_the_operator_enabled_it(served):
+    with served.server.channel() as channel, pytest.raises(grpc.RpcError) as caught:
+        _reload(channel, _config_text(live=served.live_base))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "--enable_model_config_reload" in caught.value.details()
+
+
+def test_reload_config_adds_and_removes_models_without_failing_a_request_to_one_that_stays(tmp_path, tiny_model_base):
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_model_base / "1", a / "1")
+    shutil.copytree(tiny_model_base / "1", b / "1")
+    config = tmp_path / "models.config"
+    config.write_text(_config_text(a=a))
+    with ServerProcess(a, f"--model_config_file={config}", "--enable_model_config_reload",
+                       "--enable_batching=true", model_name="ignored") as server, server.channel() as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        outcomes: list[str] = []
+        stop = threading.Event()
+
+        def keep_asking_a() -> None:
+            while not stop.is_set():
+                try:
+                    stub.Predict(predict_request("a", [IMAGE]), 10.0)
+                    outcomes.append("OK")
+                except grpc.RpcError as error:
+                    outcomes.append(error.code().name)
+
+        asker = threading.Thread(target=keep_asking_a)
+        asker.start()
+        try:
+            assert _reload(channel, _config_text(a=a, b=b)).status.error_code == 0  # OK
+            assert stub.Predict(predict_request("b", [IMAGE]), 10.0).model_spec.name == "b"
+            with pytest.raises(grpc.RpcError) as caught:  # a model that cannot load: nothing changes
+                _reload(channel, _config_text(a=a, b=b, c=tmp_path / "missing"))
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "unchanged" in caught.value.details()
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Predict(predict_request("c", [IMAGE]), 10.0)
+            assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        finally:
+            stop.set()
+            asker.join(30)
+        assert len(outcomes) > 10 and set(outcomes) == {"OK"}, {o: outcomes.count(o) for o in set(outcomes)}
+        assert _reload(channel, _config_text(b=b)).status.error_code == 0
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(predict_request("a", [IMAGE]), 10.0)
+        assert caught.value.details() == "Servable not found for request: Latest(a)"
+        assert stub.Predict(predict_request("b", [IMAGE]), 10.0).model_spec.name == "b"
+
+
+def test_the_model_config_file_is_reread_when_asked_to(tmp_path, tiny_model_base):
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_model_base / "1", a / "1")
+    shutil.copytree(tiny_model_base / "1", b / "1")
+    config = tmp_path / "models.config"
+    config.write_text(_config_text(a=a))
+    with ServerProcess(a, f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=0.2",
+                       model_name="ignored") as server, server.channel() as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        config.write_text("not a config")  # logged, and the served set kept
+        time.sleep(0.6)
+        assert stub.Predict(predict_request("a", [IMAGE]), 10.0).model_spec.name == "a"
+        assert any("not applied" in line for line in server.log_lines)
+        config.write_text(_config_text(b=b))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                stub.Predict(predict_request("b", [IMAGE]), 10.0)
+                break
+            except grpc.RpcError:
+                time.sleep(0.2)
+        assert stub.Predict(predict_request("b", [IMAGE]), 10.0).model_spec.name == "b"
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(predict_request("a", [IMAGE]), 10.0)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND

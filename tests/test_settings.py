@@ -124,7 +124,6 @@ def test_a_tf_serving_command_line_with_its_everyday_flags_is_accepted(tmp_path:
     "flag, fragment",
     [
         ("--use_alts_credentials=true", "ALTS"),
-        ("--model_config_file_poll_wait_seconds=60", "read at start-up only"),
         ("--saved_model_tags=serve,gpu", "'serve' tag set"),
         ("--grpc_channel_arguments=grpc.max_concurrent_streams", "key=value"),
         ("--not_a_tf_serving_flag=1", "unrecognized arguments"),

@@ -1,12 +1,14 @@
-"""TF Serving's `tensorflow.serving.ModelService`: version status (reload is not offered)."""
+"""TF Serving's `tensorflow.serving.ModelService`: version status, and the served set replaced at run time."""
 
 from __future__ import annotations
 
 import grpc
-from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, status_pb2
+from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, status_pb2
 
-from ..errors import ModelNotFoundError
+from ..errors import InvalidInputError, ModelNotFoundError, PermissionDeniedError
+from ..model_config import sources_from_config
 from ..model_manager import ModelManager, VersionState
+from ..runtime import ModelLoadError
 from .prediction_service import requested_version
 from .status import maps_errors_to_status
 
@@ -37,8 +39,9 @@ def model_status_response(
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, models: ModelManager) -> None:
+    def __init__(self, models: ModelManager, *, reload_enabled: bool = False) -> None:
         self._models = models
+        self._reload_enabled = reload_enabled
 
     @maps_errors_to_status
     async def GetModelStatus(
@@ -47,5 +50,22 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         spec = request.model_spec
         return model_status_response(self._models, spec.name, requested_version(spec))
 
-    async def HandleReloadConfigRequest(self, request, context):  # type: ignore[no-untyped-def]
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "model config reload is not supported yet")
+    @maps_errors_to_status
+    async def HandleReloadConfigRequest(
+        self, request: model_management_pb2.ReloadConfigRequest, context: grpc.aio.ServicerContext
+    ) -> model_management_pb2.ReloadConfigResponse:
+        """Serve exactly the models of `request.config` (see ModelManager.apply_config); anyone who reaches
+        the port could change what is served, so the operator must enable it."""
+        if not self._reload_enabled:
+            raise PermissionDeniedError(
+                "model config reload is disabled on this server; start it with --enable_model_config_reload"
+            )
+        try:
+            await self._models.apply_config(sources_from_config(request.config))
+        except ValueError as error:
+            raise InvalidInputError(f"model config not applied: {error}") from None
+        except ModelLoadError as error:
+            raise InvalidInputError(f"model config not applied, the served models are unchanged: {error}") from None
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.error_code = _ERROR_CODES["OK"].number
+        return response
