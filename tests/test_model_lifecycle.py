@@ -338,6 +338,16 @@ def _reload(channel: grpc.Channel, text: str):
     return model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(request, 60.0)
 
 
+def _two_models_serving_a(tmp_path: Path, tiny_model_base: Path) -> tuple[Path, Path, Path]:
+    """Base paths of models a and b, and a config file that names only a."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_model_base / "1", a / "1")
+    shutil.copytree(tiny_model_base / "1", b / "1")
+    config = tmp_path / "models.config"
+    config.write_text(_config_text(a=a))
+    return a, b, config
+
+
 def test_reload_config_is_refused_unless_the_operator_enabled_it(served):
     with served.server.channel() as channel, pytest.raises(grpc.RpcError) as caught:
         _reload(channel, _config_text(live=served.live_base))
@@ -346,11 +356,7 @@ def test_reload_config_is_refused_unless_the_operator_enabled_it(served):
 
 
 def test_reload_config_adds_and_removes_models_without_failing_a_request_to_one_that_stays(tmp_path, tiny_model_base):
-    a, b = tmp_path / "a", tmp_path / "b"
-    shutil.copytree(tiny_model_base / "1", a / "1")
-    shutil.copytree(tiny_model_base / "1", b / "1")
-    config = tmp_path / "models.config"
-    config.write_text(_config_text(a=a))
+    a, b, config = _two_models_serving_a(tmp_path, tiny_model_base)
     with ServerProcess(a, f"--model_config_file={config}", "--enable_model_config_reload",
                        "--enable_batching=true", model_name="ignored") as server, server.channel() as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -388,11 +394,7 @@ def test_reload_config_adds_and_removes_models_without_failing_a_request_to_one_
 
 
 def test_the_model_config_file_is_reread_when_asked_to(tmp_path, tiny_model_base):
-    a, b = tmp_path / "a", tmp_path / "b"
-    shutil.copytree(tiny_model_base / "1", a / "1")
-    shutil.copytree(tiny_model_base / "1", b / "1")
-    config = tmp_path / "models.config"
-    config.write_text(_config_text(a=a))
+    a, b, config = _two_models_serving_a(tmp_path, tiny_model_base)
     with ServerProcess(a, f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=0.2",
                        model_name="ignored") as server, server.channel() as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
