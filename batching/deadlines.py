@@ -23,7 +23,7 @@ class DeadlinePolicy:
     """How the batcher judges requests that carry a deadline (requests without one are never judged).
 
     - ``enabled``: refuse on arrival what is predicted to finish after its deadline, and drop at batch
-      formation an item whose remaining time is shorter than its batch's expected time.
+      formation an item with less time left than the slowest recent batch of that size (with headroom).
     - ``headroom``: the prediction is stretched by this fraction before it is compared with the deadline,
       so batch-time jitter and the answer's own trip back do not turn accepted requests into late ones.
     - ``window``: batch times remembered per batch size; the estimate is their median, or the latest
