@@ -127,22 +127,20 @@ class ModelServer:
         for service in _SERVED:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         settings = self.settings
-        address = f"{settings.host}:{settings.port}"
         tls = tls_material(settings)
-        if tls is None:
-            self.grpc_port = self._grpc.add_insecure_port(address)
-        else:
-            self.grpc_port = self._grpc.add_secure_port(address, tls.server_credentials())
+
+        def bind(address: str) -> int:
+            """The port bound at `address` (0: none), with TLS when it is configured."""
+            if tls is None:
+                return self._grpc.add_insecure_port(address)
+            return self._grpc.add_secure_port(address, tls.server_credentials())
+
+        self.grpc_port = bind(f"{settings.host}:{settings.port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC port {settings.host}:{settings.port}")
-        if settings.grpc_socket_path:  # TF Serving's --grpc_socket_path: the same services on a Unix socket
-            socket_address = f"unix:{settings.grpc_socket_path}"
-            bound = (
-                self._grpc.add_insecure_port(socket_address) if tls is None
-                else self._grpc.add_secure_port(socket_address, tls.server_credentials())
-            )
-            if bound == 0:
-                raise OSError(f"cannot bind gRPC socket {settings.grpc_socket_path}")
+        # TF Serving's --grpc_socket_path: the same services on a Unix socket too.
+        if settings.grpc_socket_path and bind(f"unix:{settings.grpc_socket_path}") == 0:
+            raise OSError(f"cannot bind gRPC socket {settings.grpc_socket_path}")
         await self._grpc.start()
         if settings.rest_api_port:
             self.metrics_port = await self.rest.start(settings.host, settings.rest_api_port)
