@@ -57,7 +57,7 @@ class _Request(Generic[R]):
     __slots__ = ("future", "items", "results", "unsettled", "failure", "deadline", "context", "judged")
 
     def __init__(
-        self, future: asyncio.Future[list[R]], size: int, deadline: float | None, context: object
+        self, future: asyncio.Future[list[R]], size: int, deadline: float | None, context: object, judged: bool
     ) -> None:
         self.future = future
         self.items: list[_Item] = []
@@ -66,9 +66,9 @@ class _Request(Generic[R]):
         self.failure: ItemError | None = None  # lowest failing index seen so far
         self.deadline = deadline
         self.context = context  # opaque to the batcher; handed to the listener with each item
-        # Whether its deadline is weighed against batch times when its batch forms: set by submit, never
-        # for a request without a deadline or one accepted on an idle model (see Batcher._check_deadline).
-        self.judged = False
+        # Whether its deadline is weighed against batch times when its batch forms: never for a request
+        # without a deadline or one accepted on an idle model (see Batcher._check_deadline).
+        self.judged = judged
 
 
 class _Item:
@@ -352,8 +352,7 @@ class Batcher(Generic[T, R]):
             ahead = self._queue_depth + (0 if reservation else self._reserved)
             judged = self._check_deadline(count, ahead, deadline)
 
-        request: _Request[R] = _Request(loop.create_future(), count, deadline, context)
-        request.judged = judged
+        request: _Request[R] = _Request(loop.create_future(), count, deadline, context, judged)
         enqueued_perf = time.perf_counter()
         for index, value in enumerate(items):
             item = _Item(value, request, index, now, enqueued_perf)
@@ -545,9 +544,17 @@ class Batcher(Generic[T, R]):
         """Drop an item taken from the queue for a batch it cannot finish in, with the rest of its request."""
         item.state = _ItemState.DROPPED
         item.value = None
-        item.request.unsettled -= 1
+        request = item.request
+        request.unsettled -= 1
         self._notify("on_rejected", 1, "deadline_unmeetable_at_batch")
-        self._refuse_late(item.request, left, needed)
+        self._drop_queued(request, "deadline_unmeetable_at_batch")
+        if not request.future.done():
+            request.future.set_exception(
+                UnmeetableDeadlineError(
+                    f"batcher {self._name!r}: {max(left, 0.0):.3f} s left before the deadline, "
+                    f"the batch takes about {needed:.3f} s"
+                )
+            )
 
     def _time_needed(self, size: int) -> float:
         """Seconds an item must have left to be worth starting in a batch of ``size`` (once measured): the
@@ -555,16 +562,6 @@ class Batcher(Generic[T, R]):
         slow, so that accepted requests finish in time at the tail (p99), not only on average."""
         slowest = self._batch_times.slowest(self._parameters.padded_size(size)) or 0.0
         return self._deadline_policy.stretched(slowest)
-
-    def _refuse_late(self, request: _Request[Any], remaining: float, needed: float) -> None:
-        self._drop_queued(request, "deadline_unmeetable_at_batch")
-        if not request.future.done():
-            request.future.set_exception(
-                UnmeetableDeadlineError(
-                    f"batcher {self._name!r}: {max(remaining, 0.0):.3f} s left before the deadline, "
-                    f"the batch takes about {needed:.3f} s"
-                )
-            )
 
     def _time_out_batch(self, batch: list[_Item], info: BatchInfo) -> None:
         """The model call is stuck: answer its callers now; its thread stays busy until it returns."""
