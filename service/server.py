@@ -186,8 +186,10 @@ class ModelServer:
 
     async def _watch_model_config(self, path: Path, interval_seconds: float) -> None:
         """TF Serving's --model_config_file_poll_wait_seconds: serve what the file names whenever it changes.
-        A file that does not parse, or names a model that cannot load, is logged and the served set kept."""
-        applied = await asyncio.to_thread(path.read_text, encoding="utf-8")
+        A file that does not parse, or names a model that cannot load, is logged and the served set kept.
+        The first pass applies what the file says then: a change made while the models loaded is not missed,
+        and re-applying the start-up config changes nothing."""
+        applied: str | None = None
         while True:
             await asyncio.sleep(interval_seconds)
             try:
