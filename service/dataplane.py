@@ -1,7 +1,9 @@
-"""The protocol-neutral data plane: "classify these images with model M version V".
+"""The protocol-neutral data plane: "run signature S of model M version V on these named tensors", with the
+image path ("classify these images") as a fast path for models with the image contract.
 
-Protocol adapters (TF Serving gRPC and REST, KServe v2 gRPC) turn their messages into plain bytes or pixel arrays and call
-this; it decodes off the event loop, feeds the model's batcher one item per image and maps batching
+Protocol adapters (TF Serving gRPC and REST, KServe v2 gRPC) turn their messages into named numpy arrays (or
+image bytes) with the shared codec (service/tensors) and call this; it checks them against the signature,
+feeds the right batcher one item per row (or per image, decoded off the event loop) and maps batching
 failures onto serving errors. A request holds a lease on the version it picked, so a version being replaced
 by a newer one unloads only after the requests already routed to it have their answers.
 """
@@ -11,16 +13,18 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from functools import partial
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from opentelemetry import trace
 
 from batching import BatcherClosedError, BatchTimeoutError, DeadlineExceededError as BatchDeadlineExceeded
-from batching import ItemError, QueueFullError, Reservation, UnmeetableDeadlineError
+from batching import Batcher, ItemError, QueueFullError, Reservation, UnmeetableDeadlineError
 
 from .errors import (
     DeadlineExceededError,
+    FailedPreconditionError,
     InvalidInputError,
     ModelExecutionError,
     ResourceExhaustedError,
@@ -30,6 +34,16 @@ from . import self_warmup
 from .image_limits import ImageTooLargeError, check_pixel_count
 from .model_manager import ModelManager, ServedVersion
 from .runtime import EncodedImage, ImageDecodeError, Prediction
+from .signature_batching import (
+    WHOLE_REQUEST,
+    BatchInputError,
+    RequestTensors,
+    Row,
+    SignatureRunner,
+    gather,
+)
+from .tensors.dtypes import tf_type_name
+from .tensors.spec import CLASSIFY_METHOD, REGRESS_METHOD, SignatureSpec
 from .tracing import ATTR_IMAGES, ATTR_MODEL_NAME, ATTR_MODEL_VERSION, current_span_context
 
 
@@ -40,6 +54,52 @@ class Classification:
     model_name: str
     model_version: int
     predictions: list[Prediction]
+
+
+@dataclass(slots=True)
+class TensorResult:
+    """The answer to a Predict: which version and signature computed it, and the named outputs."""
+
+    model_name: str
+    model_version: int
+    signature_name: str
+    outputs: dict[str, np.ndarray]
+
+
+@dataclass(slots=True)
+class ClassifyResult:
+    """A Classify's answer: `classes` (bytes, [N, k]) and/or `scores` (float32, [N, k]), as the signature has."""
+
+    model_name: str
+    model_version: int
+    signature_name: str
+    classes: np.ndarray | None
+    scores: np.ndarray | None
+
+    @property
+    def rows(self) -> list[list[tuple[bytes | None, float | None]]]:
+        """Per example, its (label, score) pairs; a part the signature lacks is None."""
+        table = self.classes if self.classes is not None else self.scores
+        assert table is not None
+        return [
+            [
+                (None if self.classes is None else self.classes[row, column],
+                 None if self.scores is None else float(self.scores[row, column]))
+                for column in range(table.shape[1])
+            ]
+            for row in range(table.shape[0])
+        ]
+
+
+@dataclass(slots=True)
+class RegressResult:
+    model_name: str
+    model_version: int
+    signature_name: str
+    values: np.ndarray  # float32 [N]
+
+
+CLASSIFY_INPUT, REGRESS_INPUT, REGRESS_OUTPUT = "inputs", "inputs", "outputs"
 
 
 class DataPlane:
@@ -105,6 +165,7 @@ class DataPlane:
         """
         # The lease keeps the version from unloading under this request.
         with served.lease(), self._admitted():
+            _require_image_contract(served)
             self._check_count(len(images), input_name)
             if self._tracing:
                 _describe_request(served, len(images))
@@ -147,6 +208,7 @@ class DataPlane:
     ) -> Classification:
         """Already-preprocessed images `[N, H, W, 3]` straight to the batcher."""
         with served.lease(), self._admitted():
+            _require_image_contract(served)
             if self._tracing:
                 _describe_request(served, len(pixels))
             expected = served.runtime.input_shape  # type: ignore[union-attr]
@@ -195,7 +257,7 @@ class DataPlane:
         try:
             return served.batcher.reserve(count, deadline=deadline)  # type: ignore[union-attr]
         except QueueFullError:
-            raise ResourceExhaustedError(_queue_full_message(served)) from None
+            raise ResourceExhaustedError(_queue_full_message(served, served.batcher)) from None
         except UnmeetableDeadlineError as error:
             raise ResourceExhaustedError(_unmeetable_deadline_message(served, error)) from None
         except BatcherClosedError:
@@ -209,15 +271,30 @@ class DataPlane:
         deadline: float | None,
         reservation: Reservation | None = None,
     ) -> Classification:
+        predictions = await self._submit(
+            served, served.batcher, items, input_name, deadline, reservation  # type: ignore[arg-type]
+        )
+        return Classification(model_name=served.name, model_version=served.version, predictions=predictions)
+
+    async def _submit(
+        self,
+        served: ServedVersion,
+        batcher: Batcher[Any, Any],
+        items: Sequence[Any],
+        input_name: str,
+        deadline: float | None,
+        reservation: Reservation | None = None,
+    ) -> list[Any]:
+        """Submit a request's items to `batcher`; batching failures as serving errors naming `input_name`."""
         try:
-            predictions = await served.batcher.submit(  # type: ignore[union-attr]
+            return await batcher.submit(
                 items,
                 deadline=deadline,
                 context=self._item_context(),
                 reservation=reservation,
             )
         except QueueFullError:
-            raise ResourceExhaustedError(_queue_full_message(served)) from None
+            raise ResourceExhaustedError(_queue_full_message(served, batcher)) from None
         except UnmeetableDeadlineError as error:
             raise ResourceExhaustedError(_unmeetable_deadline_message(served, error)) from None
         except BatchDeadlineExceeded:
@@ -227,6 +304,8 @@ class DataPlane:
         except ItemError as error:
             if isinstance(error.cause, ImageDecodeError):  # decoded in the batch (the idle fast path)
                 raise _invalid_image(input_name, error.index, error.cause) from None
+            if isinstance(error.cause, BatchInputError):  # TensorFlow refused the request's own inputs
+                raise InvalidInputError(str(error.cause)) from None
             if isinstance(error.cause, BatchDeadlineExceeded):
                 raise DeadlineExceededError(
                     f"deadline passed while {input_name}[{error.index}] waited for the model"
@@ -238,7 +317,95 @@ class DataPlane:
             raise ModelExecutionError(
                 f"model '{served.name}' failed on {input_name}[{error.index}]: {error.cause}"
             ) from error
-        return Classification(model_name=served.name, model_version=served.version, predictions=predictions)
+
+    # -- any signature -----------------------------------------------------------------------
+
+    @staticmethod
+    def signature(served: ServedVersion, name: str) -> SignatureSpec:
+        """The signature a request names; TF Serving's FAILED_PRECONDITION wording when the model lacks it."""
+        runtime = served.runtime
+        spec = runtime.signatures.get(name)  # type: ignore[union-attr]
+        if spec is None:
+            why = runtime.unusable_signatures.get(name)  # type: ignore[union-attr]
+            if why is not None:
+                raise InvalidInputError(why)
+            raise FailedPreconditionError(f'Serving signature key "{name}" not found.')
+        return spec
+
+    async def predict(
+        self,
+        served: ServedVersion,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        output_filter: Sequence[str] = (),
+        deadline: float | None = None,
+    ) -> TensorResult:
+        """Run any signature on named inputs; rows of concurrent requests share batches (TF Serving's rule,
+        service/signature_batching.py). `output_filter` names the outputs wanted (default: all)."""
+        with served.lease(), self._admitted():
+            spec = self.signature(served, signature_name)
+            wanted = _wanted_outputs(spec, output_filter)
+            outputs = await self._run_signature(served, spec, inputs, deadline)
+            return TensorResult(served.name, served.version, spec.name, {name: outputs[name] for name in wanted})
+
+    async def classify_examples(
+        self, served: ServedVersion, signature_name: str, examples: Sequence[bytes], *, deadline: float | None = None,
+    ) -> ClassifyResult:
+        """Classify serialized tf.Examples with a classify signature, checked and answered as TF Serving does."""
+        with served.lease(), self._admitted():
+            spec = self.signature(served, signature_name)
+            _check_classify_signature(spec)
+            outputs = await self._run_signature(served, spec, {CLASSIFY_INPUT: _examples_array(examples)}, deadline)
+            classes, scores = outputs.get("classes"), outputs.get("scores")
+            _check_classify_outputs(classes, scores, len(examples))
+            return ClassifyResult(served.name, served.version, spec.name, classes, scores)
+
+    async def regress_examples(
+        self, served: ServedVersion, signature_name: str, examples: Sequence[bytes], *, deadline: float | None = None,
+    ) -> RegressResult:
+        """Regress serialized tf.Examples with a regress signature, checked and answered as TF Serving does."""
+        with served.lease(), self._admitted():
+            spec = self.signature(served, signature_name)
+            _check_regress_signature(spec)
+            outputs = await self._run_signature(served, spec, {REGRESS_INPUT: _examples_array(examples)}, deadline)
+            values = outputs[REGRESS_OUTPUT]
+            if values.dtype != np.float32:
+                raise ModelExecutionError(f"Expected output Tensor of DT_FLOAT. Got: {values.dtype}")
+            if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)) or values.shape[0] != len(examples):
+                raise ModelExecutionError(
+                    f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got {list(values.shape)}"
+                )
+            return RegressResult(served.name, served.version, spec.name, values.reshape(-1))
+
+    async def _run_signature(
+        self, served: ServedVersion, spec: SignatureSpec, inputs: Mapping[str, np.ndarray], deadline: float | None,
+    ) -> dict[str, np.ndarray]:
+        arrays = _checked_inputs(spec, inputs)
+        request = RequestTensors(arrays)
+        if spec.batchable:
+            rows = _row_count(spec, arrays, self._max_images)
+            shapes = tuple(array.shape[1:] for array in arrays)
+            key: tuple[Any, ...] = (spec.name, shapes)
+            items = [Row(request, index) for index in range(rows)]
+            label = f"{spec.name}{''.join(str(list(shape)) for shape in shapes)}"
+        else:
+            key, items, label = (spec.name,), [Row(request, WHOLE_REQUEST)], spec.name
+        if self._tracing:
+            _describe_request(served, len(items))
+        runtime = served.runtime
+        batcher = served.signature_batchers.get(  # type: ignore[union-attr]
+            key, label,
+            lambda: SignatureRunner(partial(runtime.run_signature, spec.name),  # type: ignore[union-attr]
+                                    tuple(spec.inputs), tuple(spec.outputs), batched=spec.batchable),
+            batched=spec.batchable,
+        )
+        if batcher is None:
+            raise ResourceExhaustedError(
+                f"model '{served.name}' is batching too many different input shapes at once: retry later"
+            )
+        results = await self._submit(served, batcher, items, f"signature '{spec.name}' input row", deadline)
+        return dict(zip(spec.outputs, gather(results, len(spec.outputs))))
 
 
 class _InflightSlot:
@@ -263,11 +430,10 @@ def _invalid_image(input_name: str, index: int, error: ImageTooLargeError | Imag
     return InvalidInputError(f"{input_name}[{index}] {error}")
 
 
-def _queue_full_message(served: ServedVersion) -> str:
-    batcher = served.batcher
+def _queue_full_message(served: ServedVersion, batcher: Batcher[Any, Any]) -> str:
     return (
-        f"model '{served.name}' queue is full ({batcher.queue_depth} images waiting, "  # type: ignore[union-attr]
-        f"{batcher.reserved} being decoded): retry later"  # type: ignore[union-attr]
+        f"model '{served.name}' queue is full ({batcher.queue_depth} items waiting, "
+        f"{batcher.reserved} being prepared): retry later"
     )
 
 
@@ -292,3 +458,151 @@ def _checked_decode(preprocess: Callable[[bytes], np.ndarray], max_pixels: int, 
     if max_pixels:
         check_pixel_count(image, max_pixels)
     return preprocess(image)
+
+
+def _require_image_contract(served: ServedVersion) -> None:
+    if served.batcher is None:
+        raise InvalidInputError(
+            f"model '{served.name}' takes named tensors, not images: call a signature of it "
+            f"({', '.join(sorted(served.runtime.signatures))})"  # type: ignore[union-attr]
+        )
+
+
+def _wanted_outputs(spec: SignatureSpec, output_filter: Sequence[str]) -> list[str]:
+    """TF Serving's output_filter rules and wording (predict_util.cc)."""
+    if not output_filter:
+        return list(spec.outputs)
+    seen: set[str] = set()
+    for name in output_filter:
+        if name not in spec.outputs:
+            raise InvalidInputError(
+                f"output tensor alias not found in signature: {name} Outputs expected to be in the set "
+                f"{{{','.join(sorted(spec.outputs))}}}."
+            )
+        if name in seen:
+            raise InvalidInputError(f"duplicate output tensor alias: {name}")
+        seen.add(name)
+    return list(output_filter)
+
+
+def _checked_inputs(spec: SignatureSpec, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The inputs in the signature's order, each of the signature's type and shape (TF Serving's wording for
+    names; ours, naming the input, for types and shapes, which TF would only report from inside the graph)."""
+    if len(inputs) != len(spec.inputs) or any(name not in spec.inputs for name in inputs):
+        for name in inputs:
+            if name not in spec.inputs:
+                raise InvalidInputError(
+                    f"input tensor alias not found in signature: {name}. Inputs expected to be in the set "
+                    f"{{{','.join(sorted(spec.inputs))}}}."
+                )
+        missing = sorted(set(spec.inputs) - set(inputs))
+        raise InvalidInputError(
+            f"input size does not match signature: {len(inputs)}!={len(spec.inputs)} "
+            f"len({{{','.join(sorted(inputs))}}}) != len({{{','.join(sorted(spec.inputs))}}}). "
+            f"Sent extra: {{}}. Missing but required: {{{','.join(missing)}}}."
+        )
+    arrays = []
+    for name, tensor in spec.inputs.items():
+        array = inputs[name]
+        if array.dtype != tensor.dtype.numpy:
+            got = tf_type_name(_tf_enum_of(array))
+            raise InvalidInputError(
+                f"input '{name}' is {got}; signature '{spec.name}' takes {tensor.dtype.tf_name}"
+            )
+        if tensor.shape is not None and (
+            array.ndim != len(tensor.shape)
+            or any(want >= 0 and want != got for want, got in zip(tensor.shape, array.shape))
+        ):
+            raise InvalidInputError(
+                f"input '{name}' has shape {list(array.shape)}; signature '{spec.name}' takes {list(tensor.shape)} "
+                "(-1: any size)"
+            )
+        arrays.append(array)
+    return tuple(arrays)
+
+
+def _tf_enum_of(array: np.ndarray) -> int:
+    from .tensors.dtypes import BY_NUMPY  # local: only on the error path
+
+    dtype = BY_NUMPY.get(array.dtype)
+    return dtype.tf_enum if dtype is not None else -1
+
+
+def _row_count(spec: SignatureSpec, arrays: Sequence[np.ndarray], max_rows: int) -> int:
+    """The batch size every input agrees on (dimension 0), within the per-request limit."""
+    sizes = {name: array.shape[0] for name, array in zip(spec.inputs, arrays)}
+    rows = next(iter(sizes.values()))
+    if any(size != rows for size in sizes.values()):
+        raise InvalidInputError(
+            f"inputs of signature '{spec.name}' must agree in dimension 0 (the batch), got sizes {sizes}"
+        )
+    if rows == 0:
+        raise InvalidInputError(f"inputs of signature '{spec.name}' hold 0 rows: send at least one")
+    if rows > max_rows:
+        raise InvalidInputError(
+            f"the request holds {rows} rows; this server accepts at most {max_rows} per request "
+            "(--max_images_per_request)"
+        )
+    return rows
+
+
+def _examples_array(examples: Sequence[bytes]) -> np.ndarray:
+    if not examples:
+        raise InvalidInputError("Invalid argument: Input is empty.")
+    array = np.empty(len(examples), dtype=object)
+    array[:] = list(examples)
+    return array
+
+
+def _check_classify_signature(spec: SignatureSpec) -> None:
+    """TF Serving's PreProcessClassification checks and wording."""
+    if spec.method_name != CLASSIFY_METHOD:
+        raise InvalidInputError(
+            f"Expected classification signature method_name to be {CLASSIFY_METHOD}. Was: {spec.method_name}"
+        )
+    if len(spec.inputs) != 1:
+        raise InvalidInputError("Expected one input Tensor.")
+    if len(spec.outputs) not in (1, 2):
+        raise InvalidInputError(f"Expected one or two output Tensors, found {len(spec.outputs)}")
+    if CLASSIFY_INPUT not in spec.inputs:
+        raise InvalidInputError(f"No classification inputs found in SignatureDef '{spec.name}'")
+    if "classes" not in spec.outputs and "scores" not in spec.outputs:
+        raise InvalidInputError(
+            'Expected classification signature outputs to contain at least one of "classes" or "scores". '
+            f"Signature was: '{spec.name}'"
+        )
+
+
+def _check_classify_outputs(classes: np.ndarray | None, scores: np.ndarray | None, examples: int) -> None:
+    """TF Serving's PostProcessClassificationResult checks: what the model returned must be a classification."""
+    for name, table in (("classes", classes), ("scores", scores)):
+        if table is None:
+            continue
+        if table.ndim != 2:
+            raise ModelExecutionError(f"Expected Tensor shape: [batch_size num_classes] but got {list(table.shape)}")
+        if name == "classes" and table.dtype != object:
+            raise ModelExecutionError(f"Expected classes Tensor of DT_STRING. Got: {table.dtype}")
+        if name == "scores" and table.dtype != np.float32:
+            raise ModelExecutionError(f"Expected scores Tensor of DT_FLOAT. Got: {table.dtype}")
+        if table.shape[0] != examples:
+            raise ModelExecutionError(f"Expected {name} output batch size of {examples}. Got: {table.shape[0]}")
+    if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+        raise ModelExecutionError(
+            f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} vs. {scores.shape[1]}"
+        )
+
+
+def _check_regress_signature(spec: SignatureSpec) -> None:
+    """TF Serving's PreProcessRegression checks and wording."""
+    if spec.method_name != REGRESS_METHOD:
+        raise InvalidInputError(
+            f"Expected regression signature method_name to be {REGRESS_METHOD}. Was: {spec.method_name}"
+        )
+    if len(spec.inputs) != 1:
+        raise InvalidInputError("Expected one input Tensor.")
+    if len(spec.outputs) != 1:
+        raise InvalidInputError("Expected one output Tensor.")
+    if REGRESS_INPUT not in spec.inputs:
+        raise InvalidInputError(f"No regression inputs found in SignatureDef '{spec.name}'")
+    if REGRESS_OUTPUT not in spec.outputs:
+        raise InvalidInputError(f"No regression outputs found in SignatureDef '{spec.name}'")

@@ -35,6 +35,11 @@ class InvalidInputError(ServingError):
     """The request itself is wrong: retrying it unchanged cannot succeed."""
 
 
+class FailedPreconditionError(ServingError):
+    """The request asks for something the model does not have (a signature it lacks): TF Serving's
+    FAILED_PRECONDITION."""
+
+
 class PermissionDeniedError(ServingError):
     """The call is not allowed on this server (an administrative call not enabled by its operator)."""
 

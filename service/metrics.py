@@ -158,7 +158,7 @@ class _ModelStateCollector(Collector):
         for name in list(self._models.model_names):
             versions = list(self._models.versions(name))
             available = [v.version for v in versions if v.state is VersionState.AVAILABLE]
-            depth.add_metric([name], sum(v.batcher.queue_depth for v in versions if v.batcher is not None))
+            depth.add_metric([name], sum(v.queue_depth for v in versions))
             ready.add_metric([name], 1.0 if available else 0.0)
             version.add_metric([name], float(max(available, default=0)))
         yield from (depth, ready, version)

@@ -25,8 +25,9 @@ from batching import Batcher, BatchingParameters, BatchListener, DeadlinePolicy
 from . import heap
 from .errors import InvalidInputError, ModelNotFoundError, UnavailableError, servable_not_found
 from .model_config import ModelSource
-from .runtime import ModelLoadError, ModelRuntime, Prediction
-from .warmup import WARMUP_FILE, read_warmup_requests
+from .runtime import DEFAULT_TAGS, ModelLoadError, ModelRuntime, Prediction
+from .signature_batching import SignatureBatchers
+from .warmup import WARMUP_FILE, read_warmup_requests, run_recorded_predictions
 
 _log = logging.getLogger(__name__)
 
@@ -49,11 +50,18 @@ class ServedVersion:
     state: VersionState = VersionState.START
     error: str = ""
     runtime: ModelRuntime | None = None
-    batcher: Batcher[object, Prediction] | None = None
+    batcher: Batcher[object, Prediction] | None = None  # the image fast path's (models with the image contract)
+    signature_batchers: SignatureBatchers | None = None  # every other signature's, by signature and row shapes
     loaded_seconds: float = 0.0
     # Requests that picked this version and have not had their answer yet (see ModelManager.lease).
     in_flight: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def queue_depth(self) -> int:
+        """Items waiting for a batch in any of this version's batchers."""
+        depth = self.batcher.queue_depth if self.batcher is not None else 0
+        return depth + (self.signature_batchers.queue_depth if self.signature_batchers is not None else 0)
 
     def lease(self) -> _Lease:
         """Keep this version from unloading until the block exits (the request has its answer)."""
@@ -128,8 +136,10 @@ class ModelManager:
         batch_execution_timeout: float | None = None,
         deadline_policy: DeadlinePolicy | None = None,
         enable_model_warmup: bool = True,
+        saved_model_tags: Sequence[str] = DEFAULT_TAGS,
     ) -> None:
         self._batching = batching
+        self._saved_model_tags = tuple(saved_model_tags)
         self._enable_model_warmup = enable_model_warmup
         self._batch_execution_timeout = batch_execution_timeout
         self._deadline_policy = deadline_policy
@@ -284,18 +294,34 @@ class ModelManager:
                 "refused model %s version %d: %s; still serving versions %s", model.name, version, served.error, serving
             )
             return
-        listener = self._listener_factory(model.name, version) if self._listener_factory else None
-        served.batcher = Batcher(
-            served.runtime.run_batch, self._batching, name=f"{model.name}-v{version}", listener=listener,
-            execution_timeout=self._batch_execution_timeout, deadline_policy=self._deadline_policy,
+        if served.runtime.image_contract:
+            served.batcher = self._new_batcher(model.name, version, "", served.runtime.run_batch, self._batching)
+        served.signature_batchers = SignatureBatchers(
+            lambda label, run_batch, parameters: self._new_batcher(model.name, version, label, run_batch, parameters),
+            self._batching,
         )
         served.loaded_seconds = time.perf_counter() - started
         served.state = VersionState.AVAILABLE  # from here on, get(name) picks it if it is the highest
         _log.info("loaded model %s version %d in %.1f s", model.name, version, served.loaded_seconds)
 
+    def _new_batcher(
+        self, name: str, version: int, label: str, run_batch: Callable[..., Sequence[object]],
+        parameters: BatchingParameters,
+    ) -> Batcher:
+        listener = self._listener_factory(name, version) if self._listener_factory else None
+        return Batcher(
+            run_batch, parameters, name=f"{name}-v{version}{'-' + label if label else ''}", listener=listener,
+            execution_timeout=self._batch_execution_timeout, deadline_policy=self._deadline_policy,
+        )
+
     def _load_and_warm(self, path: Path) -> ModelRuntime:
         """Load, then run every allowed batch size and the recorded warm-up requests, so no client pays."""
-        runtime = ModelRuntime(path)
+        runtime = ModelRuntime(path, self._saved_model_tags)
+        if not runtime.image_contract:
+            recorded = run_recorded_predictions(runtime, path) if self._enable_model_warmup else 0
+            _log.info("loaded %s: signatures %s%s", path, sorted(runtime.signatures),
+                      f", warmed up with {recorded} recorded request(s)" if recorded else "")
+            return runtime
         sizes = self._batching.allowed_batch_sizes or (1, self._batching.max_batch_size)
         runtime.warm_up(sizes)
         requests = read_warmup_requests(path) if self._enable_model_warmup else []
@@ -318,10 +344,10 @@ class ModelManager:
         served.state = VersionState.UNLOADING
         _log.info("unloading model %s version %d (%d request(s) in flight)", served.name, served.version, served.in_flight)
         await served._wait_idle()
-        if served.batcher is not None:
-            await served.batcher.close(drain=True)
+        await _close_batchers(served)
         served.state = VersionState.END
-        served.runtime, served.batcher = None, None  # the SavedModel's memory goes with the last reference
+        # the SavedModel's memory goes with the last reference
+        served.runtime, served.batcher, served.signature_batchers = None, None, None
         self._heap_changed = True
         _log.info("unloaded model %s version %d", served.name, served.version)
 
@@ -384,7 +410,15 @@ class ModelManager:
             self._poller = None
         for model in self._models.values():
             for served in model.versions.values():
-                if served.batcher is not None and served.state in (VersionState.AVAILABLE, VersionState.UNLOADING):
+                if served.state in (VersionState.AVAILABLE, VersionState.UNLOADING):
                     served.state = VersionState.UNLOADING
-                    await served.batcher.close(drain=True)
+                    await _close_batchers(served)
                     served.state = VersionState.END
+
+
+async def _close_batchers(served: ServedVersion) -> None:
+    """Finish every queued and running batch of the version."""
+    if served.batcher is not None:
+        await served.batcher.close(drain=True)
+    if served.signature_batchers is not None:
+        await served.signature_batchers.close()

@@ -1,10 +1,11 @@
 """The model runtime: the only serve-time code that calls TensorFlow.
 
-It loads one exported SavedModel version (see docs/architecture.md for the signature contract) and offers
-two blocking calls that the server runs off the event loop: `preprocess` (one image's bytes → pixels, in the
-decode pool) and `run_batch` (stacked pixels → top-k classes and scores, in a batch thread). A batch item may
-also be an `EncodedImage` that the model decodes in the same graph call as the network (the data plane's idle
-fast path).
+It loads one SavedModel version, any SavedModel a TF Serving user has, and offers blocking calls the server
+runs off the event loop: `run_signature` (named numpy inputs → named numpy outputs, for any signature) and,
+for models with the image contract (see docs/architecture.md), the image fast path: `preprocess` (one
+image's bytes → pixels, in the decode pool) and `run_batch` (stacked pixels → top-k classes and scores, in a
+batch thread). A batch item may also be an `EncodedImage` that the model decodes in the same graph call as
+the network (the data plane's idle fast path).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import tensorflow as tf  # noqa: E402
 from google.protobuf.message import DecodeError  # noqa: E402
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
 
+from .signature_batching import BatchInputError  # noqa: E402
+from .tensors.spec import SignatureSpec, UnsupportedSignatureError, signature_spec  # noqa: E402
+
 _log = logging.getLogger(__name__)
 
 PREPROCESS_SIGNATURE = "preprocess"
@@ -42,6 +46,11 @@ class BatchExecutionError(RuntimeError):
 
 class ImageDecodeError(ValueError):
     """The bytes are not an image the model's own preprocessing can decode."""
+
+
+class SignatureInputError(BatchInputError):
+    """TensorFlow refused a request's inputs (INVALID_ARGUMENT: a shape the graph cannot take, an
+    unparsable tf.Example, ...): the client's fault, reported with TF's own first line."""
 
 
 @dataclass(slots=True)
@@ -81,8 +90,13 @@ def configure_tensorflow(intra_op_threads: int = 0, inter_op_threads: int = 0) -
     _threading_configured = True
 
 
-def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """The SignatureDefs as stored in saved_model.pb, for GetModelMetadata."""
+DEFAULT_TAGS = ("serve",)
+
+
+def read_signature_defs(
+    version_dir: Path, tags: Sequence[str] = DEFAULT_TAGS
+) -> dict[str, meta_graph_pb2.SignatureDef]:
+    """The SignatureDefs of the MetaGraph tagged `tags`, as stored in saved_model.pb, for GetModelMetadata."""
     saved_model = saved_model_pb2.SavedModel()
     try:
         saved_model.ParseFromString((version_dir / "saved_model.pb").read_bytes())
@@ -90,32 +104,66 @@ def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.Signature
         raise ModelLoadError(f"{version_dir}: saved_model.pb is not a SavedModel: {error}") from None
     if not saved_model.meta_graphs:
         raise ModelLoadError(f"{version_dir}: saved_model.pb holds no MetaGraph")
-    return dict(saved_model.meta_graphs[0].signature_def)
+    for meta_graph in saved_model.meta_graphs:
+        if set(meta_graph.meta_info_def.tags) == set(tags):
+            return dict(meta_graph.signature_def)
+    found = [sorted(meta_graph.meta_info_def.tags) for meta_graph in saved_model.meta_graphs]
+    raise ModelLoadError(
+        f"{version_dir}: no MetaGraph tagged {sorted(tags)} (--saved_model_tags); the SavedModel has {found}"
+    )
 
 
 class ModelRuntime:
-    """A loaded model version: decode one image, run one batch."""
+    """A loaded model version: run any of its signatures; with the image contract, also decode one image and
+    run one batch of pixels."""
 
-    def __init__(self, version_dir: Path) -> None:
+    def __init__(self, version_dir: Path, tags: Sequence[str] = DEFAULT_TAGS) -> None:
         self.version_dir = version_dir
         if not (version_dir / "saved_model.pb").is_file():
             raise ModelLoadError(f"{version_dir}: no saved_model.pb")
-        self.signature_defs = read_signature_defs(version_dir)
-        missing = [name for name in REQUIRED_SIGNATURES if name not in self.signature_defs]
-        if missing:
-            raise ModelLoadError(
-                f"{version_dir}: signatures {missing} missing; export the model with `python -m model_export`"
-            )
+        self.signature_defs = read_signature_defs(version_dir, tags)
+        self.signatures: dict[str, SignatureSpec] = {}
+        self.unusable_signatures: dict[str, str] = {}  # name -> why requests cannot call it
+        for name, signature_def in self.signature_defs.items():
+            try:
+                self.signatures[name] = signature_spec(name, signature_def)
+            except UnsupportedSignatureError as error:
+                self.unusable_signatures[name] = str(error)
         try:
-            self._saved_model = tf.saved_model.load(str(version_dir))
+            self._saved_model = tf.saved_model.load(str(version_dir), tags=list(tags))
         except Exception as error:  # TF raises a zoo of types for corrupt models
             raise ModelLoadError(f"{version_dir}: cannot load SavedModel: {error}") from error
-        self._preprocess = self._saved_model.signatures[PREPROCESS_SIGNATURE]
-        self._classify_pixels = self._saved_model.signatures[CLASSIFY_PIXELS_SIGNATURE]
-        self._predict_images = self._saved_model.signatures.get(ENCODED_IMAGES_SIGNATURE)
-        pixels_spec = self._classify_pixels.structured_input_signature[1]["pixels"]
-        self.input_shape: tuple[int, int, int] = tuple(int(d) for d in pixels_spec.shape[1:])  # type: ignore[assignment]
+        self._functions = dict(self._saved_model.signatures)
+        for name in list(self.signatures):
+            if name not in self._functions:  # in the MetaGraph, but not restored as a callable function
+                del self.signatures[name]
+                self.unusable_signatures[name] = f"signature '{name}' could not be restored as a function"
+        self.image_contract = all(name in self.signatures for name in REQUIRED_SIGNATURES)
+        self.input_shape: tuple[int, int, int] | None = None
+        if self.image_contract:
+            self._preprocess = self._functions[PREPROCESS_SIGNATURE]
+            self._classify_pixels = self._functions[CLASSIFY_PIXELS_SIGNATURE]
+            self._predict_images = self._functions.get(ENCODED_IMAGES_SIGNATURE)
+            pixels_spec = self._classify_pixels.structured_input_signature[1]["pixels"]
+            self.input_shape = tuple(int(d) for d in pixels_spec.shape[1:])  # type: ignore[assignment]
         self.metadata: dict[str, Any] = self._read_metadata()
+
+    def run_signature(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one signature on named inputs already checked against its spec; all its outputs, as numpy.
+
+        Raises SignatureInputError when TensorFlow refuses the inputs, BatchExecutionError for other faults.
+        """
+        function = self._functions[name]
+        try:
+            outputs = function(**{key: tf.constant(value) for key, value in inputs.items()})
+        except tf.errors.InvalidArgumentError as error:
+            raise SignatureInputError(_op_error_summary(error.message)) from None
+        except tf.errors.OpError as error:
+            rows = min((len(value) for value in inputs.values() if value.ndim), default=1)
+            raise self._batch_failed(error, rows) from None
+        except (TypeError, ValueError) as error:  # the arguments do not bind to the function's input specs
+            raise SignatureInputError(_first_line(str(error))) from None
+        return {key: value.numpy() for key, value in outputs.items()}
 
     def _read_metadata(self) -> dict[str, Any]:
         path = self.version_dir / "assets" / "export_metadata.json"
@@ -199,8 +247,11 @@ class ModelRuntime:
         """Run the decoder and each batch size once so no client request pays for first-call setup.
 
         The first call of a loaded signature builds and optimises its graph (tens of ms even for a tiny
-        model), so preprocessing is warmed up too, with a small JPEG and PNG.
+        model), so preprocessing is warmed up too, with a small JPEG and PNG. Other models are warmed up by
+        the requests recorded with them (assets.extra/tf_serving_warmup_requests), as TF Serving does.
         """
+        if not self.image_contract:
+            return
         for encoded in (self.sample_jpeg(), tf.io.encode_png(tf.zeros((8, 8, 3), dtype=tf.uint8)).numpy()):
             self.preprocess(encoded)
         blank = np.zeros(self.input_shape, dtype=np.float32)

@@ -78,6 +78,7 @@ class ModelServer:
             batch_execution_timeout=settings.batch_execution_timeout_seconds or None,
             deadline_policy=settings.deadline_policy,
             enable_model_warmup=settings.enable_model_warmup,
+            saved_model_tags=settings.saved_model_tags,
         )
         self.metrics.watch_models(self.models)
         self._decode_executor = ThreadPoolExecutor(
@@ -173,7 +174,12 @@ class ModelServer:
         if tls:  # a loopback client would need a certificate of its own under mutual TLS
             _log.info("self warm-up request skipped: TLS is on")
             return
-        images = {name: ModelRuntime.sample_jpeg() for name in self.models.model_names}
+        images = {  # models with the image contract; the first request of any other signature builds its graph
+            name: ModelRuntime.sample_jpeg() for name in self.models.model_names
+            if self.models.get(name).runtime.image_contract  # type: ignore[union-attr]
+        }
+        if not images:
+            return
         started = time.perf_counter()
         try:
             with self._observer.expecting_warmup():

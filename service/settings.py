@@ -46,7 +46,6 @@ TF_SERVING_FLAGS_REFUSED = {
     "enable_per_model_batching_parameters": (
         "false", "per-model batching files are not read; use --batching_parameters_file for every model",
     ),
-    "saved_model_tags": ("serve", "only the 'serve' tag set is loaded"),
 }
 
 
@@ -87,6 +86,7 @@ class ServerSettings:
     grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()  # extra gRPC server channel arguments
     rest_api_timeout_in_ms: int = 30_000  # a REST request's deadline; 0: none
     enable_model_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests at load
+    saved_model_tags: tuple[str, ...] = ("serve",)  # the MetaGraph loaded from each SavedModel
     enable_model_config_reload: bool = False  # ModelService.HandleReloadConfigRequest may replace the models
     model_config_file_poll_wait_seconds: float = 0.0  # re-read --model_config_file this often; 0: never
     prometheus_path: str = ""  # --monitoring_config_file's prometheus_config.path, served beside /metrics
@@ -137,6 +137,13 @@ def _parse_bool(text: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _tag_set(text: str) -> tuple[str, ...]:
+    tags = tuple(tag.strip() for tag in text.split(",") if tag.strip())
+    if not tags:
+        raise argparse.ArgumentTypeError("name at least one tag, e.g. serve or serve,gpu")
+    return tags
 
 
 def _positive_int(text: str) -> int:
@@ -332,6 +339,10 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--enable_model_warmup", help="replay assets.extra/tf_serving_warmup_requests at load (default true)",
         **bool_flag,
+    )
+    parser.add_argument(
+        "--saved_model_tags", type=_tag_set,
+        help="comma-separated tags of the MetaGraph to load from each SavedModel (default: serve)",
     )
     for name in TF_SERVING_FLAGS_WITHOUT_EFFECT:
         parser.add_argument(f"--{name}", nargs="?", const="true", help="accepted for compatibility; no effect here")

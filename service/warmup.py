@@ -1,7 +1,8 @@
 """Warm-up requests from `assets.extra/tf_serving_warmup_requests`, as TF Serving honours them.
 
-The file is a TFRecord of `PredictionLog` protos (the format TF Serving documents); each record is turned
-into the images (or pixels) it carries so the model manager can run it before the version takes traffic.
+The file is a TFRecord of `PredictionLog` protos (the format TF Serving documents). For a model with the
+image contract each record is turned into the images (or pixels) it carries, which the model manager runs
+through the image path; any other model runs its recorded Predict requests' signatures directly.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from .signatures import (
     PIXELS_SIGNATURE,
     SERIALIZED_EXAMPLES_SIGNATURE,
 )
-from .runtime import ModelLoadError, read_tfrecords
+from .runtime import ModelLoadError, ModelRuntime, SignatureInputError, read_tfrecords
+from .signatures import DEFAULT_SIGNATURE
+from .tensors.tensor_proto import to_array
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
@@ -69,3 +72,32 @@ def _request_of(log: prediction_log_pb2.PredictionLog) -> WarmupRequest:
     if signature != ENCODED_IMAGES_SIGNATURE:
         values = converters.image_bytes_from_serialized_examples(values, input_key)
     return WarmupRequest(images=values)
+
+
+def run_recorded_predictions(runtime: ModelRuntime, version_dir: Path) -> int:
+    """Run each recorded Predict request on its signature, so the first client does not pay for building
+    its graph; returns how many ran. Records of other kinds are skipped; a request the model refuses makes
+    the version unservable (TF Serving refuses it too)."""
+    path = version_dir / WARMUP_FILE
+    if not path.is_file():
+        return 0
+    ran = 0
+    for index, record in enumerate(read_tfrecords(path, MAX_WARMUP_RECORDS)):
+        log = prediction_log_pb2.PredictionLog()
+        try:
+            log.ParseFromString(record)
+        except DecodeError:
+            raise ModelLoadError(f"{path}: record {index}: not a PredictionLog") from None
+        if log.WhichOneof("log_type") != "predict_log":
+            continue
+        request = log.predict_log.request
+        signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        if signature not in runtime.signatures:
+            raise ModelLoadError(f"{path}: record {index}: the model has no signature '{signature}'")
+        try:
+            inputs = {key: to_array(tensor, key) for key, tensor in request.inputs.items()}
+            runtime.run_signature(signature, inputs)
+        except (InvalidInputError, SignatureInputError) as error:
+            raise ModelLoadError(f"{path}: record {index}: {error}") from None
+        ran += 1
+    return ran

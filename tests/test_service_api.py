@@ -172,7 +172,7 @@ def _predict_with(**changes):
         (lambda: _predict_with(model="nope"), grpc.StatusCode.NOT_FOUND, ["Servable not found for request: Latest(nope)"]),
         (lambda: _predict_with(version=7), grpc.StatusCode.NOT_FOUND,
          [f"Servable not found for request: Specific({MODEL}, 7)"]),
-        (lambda: _predict_with(signature="bogus"), grpc.StatusCode.INVALID_ARGUMENT, ["bogus"]),
+        (lambda: _predict_with(signature="bogus"), grpc.StatusCode.FAILED_PRECONDITION, ['Serving signature key "bogus" not found.']),
         (lambda: predict_request(MODEL, [jpeg(1)], input_key="pictures"), grpc.StatusCode.INVALID_ARGUMENT, ["pictures"]),
         (lambda: predict_request(MODEL, []), grpc.StatusCode.INVALID_ARGUMENT, ["images", "empty"]),
         (lambda: predict_request(MODEL, [b"not an image"]), grpc.StatusCode.INVALID_ARGUMENT, ["images[0]"]),

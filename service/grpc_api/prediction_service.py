@@ -1,4 +1,8 @@
-"""TF Serving's `tensorflow.serving.PredictionService` over the data plane."""
+"""TF Serving's `tensorflow.serving.PredictionService` over the data plane.
+
+Any signature of any model is served through the data plane's named-tensor path; a model with the image
+contract takes its image signatures through the image fast path (decode pool, idle fast path).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,18 @@ import grpc
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
+    inference_pb2,
     model_pb2,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
-from ..dataplane import Classification, DataPlane
+from ..dataplane import Classification, DataPlane, RegressResult
 from ..errors import InvalidInputError
 from ..model_manager import ServedVersion
+from ..tensors import tensor_proto
+from ..tensors.spec import CLASSIFY_METHOD, REGRESS_METHOD
 from . import converters
 from .status import maps_errors_to_status
 
@@ -76,10 +84,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         served = self._dataplane.model(spec.name, requested_version(spec))
         signature = spec.signature_name or DEFAULT_SIGNATURE
         input_key = INPUT_KEY_BY_SIGNATURE.get(signature)
-        if input_key is None:
-            raise InvalidInputError(
-                f"signature '{signature}' cannot be served by Predict; use one of {sorted(INPUT_KEY_BY_SIGNATURE)}"
-            )
+        if input_key is None or not served.runtime.image_contract:  # type: ignore[union-attr]
+            return await self._predict_tensors(served, signature, request, context)
         inputs = request.inputs
         if len(inputs) != 1 or input_key not in inputs:  # the common case costs two checks
             unexpected = sorted(set(inputs) - {input_key})
@@ -109,6 +115,22 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             result = await self._dataplane.classify_images(served, values, input_name=input_key, deadline=deadline)
         return self._predict_response(result, signature, wanted_outputs)
 
+    async def _predict_tensors(
+        self, served: ServedVersion, signature: str, request: predict_pb2.PredictRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> predict_pb2.PredictResponse:
+        """Any signature: the request's TensorProtos as named arrays, the outputs back as TensorProtos."""
+        self._dataplane.signature(served, signature)  # FAILED_PRECONDITION before any input is judged
+        inputs = {name: tensor_proto.to_array(tensor, name) for name, tensor in request.inputs.items()}
+        result = await self._dataplane.predict(
+            served, signature, inputs, output_filter=list(request.output_filter), deadline=deadline_of(context)
+        )
+        response = predict_pb2.PredictResponse()
+        response.model_spec.CopyFrom(response_spec(result.model_name, result.model_version, result.signature_name))
+        for name, array in result.outputs.items():
+            tensor_proto.fill_proto(response.outputs[name], array)
+        return response
+
     @staticmethod
     def _predict_response(result: Classification, signature: str, outputs: Sequence[str]) -> predict_pb2.PredictResponse:
         response = predict_pb2.PredictResponse()
@@ -129,10 +151,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         spec = request.model_spec
         served = self._dataplane.model(spec.name, requested_version(spec))
         signature = spec.signature_name or DEFAULT_SIGNATURE
-        if signature != SERIALIZED_EXAMPLES_SIGNATURE:
-            raise InvalidInputError(
-                f"Classify serves signature '{SERIALIZED_EXAMPLES_SIGNATURE}' (tf.Example with "
-                f"'{converters.IMAGE_FEATURE}'), not '{signature}'"
+        if signature != SERIALIZED_EXAMPLES_SIGNATURE or not served.runtime.image_contract:  # type: ignore[union-attr]
+            classified = await self._dataplane.classify_examples(
+                served, signature, converters.serialized_examples(request.input), deadline=deadline_of(context)
+            )
+            return classification_pb2.ClassificationResponse(
+                model_spec=response_spec(classified.model_name, classified.model_version, classified.signature_name),
+                result=converters.classification_result_of(classified.rows),
             )
         images = converters.image_bytes_from_input(request.input)
         result = await self._dataplane.classify_images(
@@ -156,8 +181,62 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             )
         return model_metadata_response(served)
 
-    async def Regress(self, request, context):  # type: ignore[no-untyped-def]
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Regress: image classifiers have no regression signature")
+    @maps_errors_to_status
+    async def Regress(
+        self, request: regression_pb2.RegressionRequest, context: grpc.aio.ServicerContext
+    ) -> regression_pb2.RegressionResponse:
+        spec = request.model_spec
+        served = self._dataplane.model(spec.name, requested_version(spec))
+        result = await self._dataplane.regress_examples(
+            served, spec.signature_name or DEFAULT_SIGNATURE, converters.serialized_examples(request.input),
+            deadline=deadline_of(context),
+        )
+        return regression_pb2.RegressionResponse(
+            model_spec=response_spec(result.model_name, result.model_version, result.signature_name),
+            result=_regression_result(result),
+        )
 
-    async def MultiInference(self, request, context):  # type: ignore[no-untyped-def]
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported; use Classify or Predict")
+    @maps_errors_to_status
+    async def MultiInference(
+        self, request: inference_pb2.MultiInferenceRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.MultiInferenceResponse:
+        """Several classify and regress signatures of one model on the same examples (TF Serving's rules:
+        one model, each signature once)."""
+        tasks = list(request.tasks)
+        if not tasks:
+            raise InvalidInputError("Tasks is empty")
+        model_name = tasks[0].model_spec.name
+        signatures: set[str] = set()
+        for task in tasks:
+            if task.model_spec.name != model_name:
+                raise InvalidInputError("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            signature = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if signature in signatures:
+                raise InvalidInputError(f"Duplicate evaluation of signature: {signature}")
+            signatures.add(signature)
+            if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+                raise InvalidInputError(f"Unsupported signature method_name: {task.method_name}")
+        served = self._dataplane.model(model_name, requested_version(tasks[0].model_spec))
+        examples = converters.serialized_examples(request.input)
+        deadline = deadline_of(context)
+        response = inference_pb2.MultiInferenceResponse()
+        for task in tasks:
+            signature = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            result = response.results.add()
+            if task.method_name == CLASSIFY_METHOD:
+                classified = await self._dataplane.classify_examples(served, signature, examples, deadline=deadline)
+                result.model_spec.CopyFrom(
+                    response_spec(classified.model_name, classified.model_version, classified.signature_name))
+                result.classification_result.CopyFrom(converters.classification_result_of(classified.rows))
+            else:
+                regressed = await self._dataplane.regress_examples(served, signature, examples, deadline=deadline)
+                result.model_spec.CopyFrom(
+                    response_spec(regressed.model_name, regressed.model_version, regressed.signature_name))
+                result.regression_result.CopyFrom(_regression_result(regressed))
+        return response
+
+
+def _regression_result(result: RegressResult) -> regression_pb2.RegressionResult:
+    return regression_pb2.RegressionResult(
+        regressions=[regression_pb2.Regression(value=float(value)) for value in result.values]
+    )

@@ -11,6 +11,7 @@ import grpc
 from ..errors import (
     code_for,
     DeadlineExceededError,
+    FailedPreconditionError,
     InvalidInputError,
     ModelExecutionError,
     ModelNotFoundError,
@@ -25,6 +26,7 @@ _log = logging.getLogger(__name__)
 STATUS_BY_ERROR: dict[type[ServingError], grpc.StatusCode] = {
     ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
     InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
+    FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,

@@ -23,6 +23,7 @@ from ..dataplane import DataPlane
 from ..errors import (
     code_for,
     DeadlineExceededError,
+    FailedPreconditionError,
     InvalidInputError,
     ModelExecutionError,
     ModelNotFoundError,
@@ -50,6 +51,7 @@ _STATUS_PATH = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(
 HTTP_STATUS_BY_ERROR: dict[type[ServingError], int] = {
     ModelNotFoundError: 404,
     InvalidInputError: 400,
+    FailedPreconditionError: 400,
     ResourceExhaustedError: 429,
     PermissionDeniedError: 403,
     UnavailableError: 503,

@@ -1,0 +1,345 @@
+"""Any SavedModel a TF Serving user has, served by the real server and checked against the model run in-process.
+
+One server serves the whole corpus (tests/model_corpus.py) from a model config file; each test calls it as a
+TF Serving client would and compares with `run_in_process`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow.core.example import example_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    inference_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+from service.tensors.tensor_proto import from_array, to_array
+
+from model_corpus import (
+    KERAS_INPUT_KEY,
+    KERAS_OUTPUT_KEY,
+    TUTORIAL_LABELS,
+    encode_test_jpegs,
+    multi_io_example_inputs,
+    run_in_process,
+    write_half_plus_two_tf1,
+    write_keras_sequential,
+    write_multi_io,
+    write_no_batch_dim,
+    write_tf2_module_unknown_shape,
+    write_tutorial_inception_style,
+)
+from server_process import ServerProcess
+
+BUILDERS = {
+    "half_plus_two": write_half_plus_two_tf1,
+    "tf2_module": write_tf2_module_unknown_shape,
+    "keras": write_keras_sequential,
+    "multi_io": write_multi_io,
+    "no_batch": write_no_batch_dim,
+    "tutorial": write_tutorial_inception_style,
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("corpus")
+    return {name: build(root / name) for name, build in BUILDERS.items()}
+
+
+@pytest.fixture(scope="module")
+def server(corpus: dict[str, Path]) -> Iterator[ServerProcess]:
+    config = corpus["half_plus_two"].parent.parent / "models.config"
+    entries = "".join(
+        f'config {{ name: "{name}" base_path: "{path.parent}" model_platform: "tensorflow" }}\n'
+        for name, path in corpus.items()
+    )
+    config.write_text(f"model_config_list {{\n{entries}}}\n")
+    with ServerProcess(
+        corpus["half_plus_two"].parent, f"--model_config_file={config}", "--enable_batching=true",
+        "--max_batch_size=8", "--batch_timeout_micros=20000", model_name="ignored",
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stub(server: ServerProcess) -> Iterator[prediction_service_pb2_grpc.PredictionServiceStub]:
+    with server.channel() as channel:
+        yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+def predict(stub, model: str, inputs: dict[str, np.ndarray], signature: str = "", output_filter=()):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    for name, array in inputs.items():
+        request.inputs[name].CopyFrom(from_array(np.asarray(array)))
+    request.output_filter.extend(output_filter)
+    return stub.Predict(request, timeout=30)
+
+
+def outputs_of(response) -> dict[str, np.ndarray]:
+    return {name: to_array(tensor, name) for name, tensor in response.outputs.items()}
+
+
+def assert_same(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    assert sorted(actual) == sorted(expected)
+    for name, value in expected.items():
+        value = np.asarray(value)
+        assert actual[name].dtype == value.dtype, name
+        assert actual[name].shape == value.shape, name
+        if value.dtype == object:
+            assert actual[name].tolist() == value.tolist(), name
+        else:
+            np.testing.assert_allclose(actual[name].astype(np.float64), value.astype(np.float64), rtol=1e-6,
+                                       err_msg=name)
+
+
+def test_tf1_half_plus_two_predicts_like_the_saved_model(stub, corpus):
+    x = np.array([[1.0], [2.0], [5.0]], dtype=np.float32)
+    response = predict(stub, "half_plus_two", {"x": x})
+    assert_same(outputs_of(response), run_in_process(corpus["half_plus_two"], x=x))
+    assert response.model_spec.name == "half_plus_two"
+    assert response.model_spec.signature_name == "serving_default"
+    assert response.model_spec.version.value == 1
+
+
+def test_a_tensor_shorter_than_its_shape_repeats_its_last_value(stub):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "half_plus_two"
+    tensor = request.inputs["x"]
+    tensor.dtype = from_array(np.zeros(1, np.float32)).dtype
+    tensor.tensor_shape.dim.add(size=3)
+    tensor.tensor_shape.dim.add(size=1)
+    tensor.float_val.extend([2.0])
+    outputs = outputs_of(stub.Predict(request, timeout=30))
+    np.testing.assert_allclose(outputs["y"], [[3.0], [3.0], [3.0]])
+
+
+def test_tf2_unknown_shape_signature_runs_unbatched(stub, corpus):
+    x = np.arange(12, dtype=np.float32).reshape(2, 3, 2)
+    assert_same(outputs_of(predict(stub, "tf2_module", {"x": x})), run_in_process(corpus["tf2_module"], x=x))
+    scalar = np.float32(4.0)
+    assert_same(outputs_of(predict(stub, "tf2_module", {"x": scalar})),
+                run_in_process(corpus["tf2_module"], x=scalar))
+
+
+def test_output_filter_returns_only_the_named_outputs(stub, corpus):
+    x = np.ones((2, 3), dtype=np.float32)
+    response = predict(stub, "tf2_module", {"x": x}, signature="scaled", output_filter=["total"])
+    expected = run_in_process(corpus["tf2_module"], "scaled", x=x)
+    assert_same(outputs_of(response), {"total": expected["total"]})
+    with pytest.raises(grpc.RpcError) as refused:
+        predict(stub, "tf2_module", {"x": x}, signature="scaled", output_filter=["nope"])
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "output tensor alias not found in signature: nope" in refused.value.details()
+
+
+def test_keras_sequential(stub, corpus):
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    assert_same(outputs_of(predict(stub, "keras", {KERAS_INPUT_KEY: x})),
+                run_in_process(corpus["keras"], **{KERAS_INPUT_KEY: x}))
+    assert_same(outputs_of(predict(stub, "keras", {KERAS_INPUT_KEY: x}, signature="serve")),
+                run_in_process(corpus["keras"], "serve", **{KERAS_INPUT_KEY: x}))
+
+
+def test_multi_input_multi_output_of_many_dtypes(stub, corpus):
+    inputs = multi_io_example_inputs()
+    assert_same(outputs_of(predict(stub, "multi_io", inputs)), run_in_process(corpus["multi_io"], **inputs))
+
+
+@pytest.mark.parametrize("signature, values", [
+    ("complex_sig", np.array([1 + 2j, -3.5j], dtype=np.complex64)),
+    ("bf16", np.array([1.5, -2.0, 3.25], dtype="bfloat16")),
+])
+def test_complex_and_bfloat16_tensors(stub, corpus, signature, values):
+    expected = run_in_process(corpus["multi_io"], signature, x=values)
+    actual = outputs_of(predict(stub, "multi_io", {"x": values}, signature=signature))
+    assert actual["y"].dtype == expected["y"].dtype
+    np.testing.assert_array_equal(actual["y"].astype(np.complex128), expected["y"].astype(np.complex128))
+
+
+def test_signature_without_batch_dimension(stub, corpus):
+    matrix = np.array([[2.0, 1.0], [1.0, 3.0]], dtype=np.float32)
+    assert_same(outputs_of(predict(stub, "no_batch", {"matrix": matrix})),
+                run_in_process(corpus["no_batch"], matrix=matrix))
+    with pytest.raises(grpc.RpcError) as refused:
+        predict(stub, "no_batch", {"matrix": np.ones((3, 2), np.float32)})
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "matrix" in refused.value.details()
+
+
+def test_tutorial_inception_is_batched_and_matches_its_own_predict_images(stub, corpus, server):
+    images = encode_test_jpegs(6, size=40)
+    expected = run_in_process(corpus["tutorial"], "predict_images", images=np.array(images, dtype=object))
+    batches_before = server.metric_value("inference_batch_size_count", 'model="tutorial"')
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(
+            lambda image: outputs_of(predict(stub, "tutorial", {"images": np.array([image], dtype=object)},
+                                             signature="predict_images")),
+            images,
+        ))
+    for row, answer in enumerate(answers):
+        assert answer["classes"].tolist() == expected["classes"][row:row + 1].tolist()
+        np.testing.assert_allclose(answer["scores"], expected["scores"][row:row + 1], rtol=1e-5)
+    assert set(answers[0]["classes"][0].tolist()) <= {label.encode() for label in TUTORIAL_LABELS}
+    batches = server.metric_value("inference_batch_size_count", 'model="tutorial"') - batches_before
+    assert 1 <= batches < 6  # six concurrent one-image requests shared batches
+
+
+def test_classify_on_a_tf_example_signature(stub, corpus):
+    images = encode_test_jpegs(2, size=40)
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "tutorial"
+    for image in images:
+        request.input.example_list.examples.add().features.feature["image/encoded"].bytes_list.value.append(image)
+    response = stub.Classify(request, timeout=30)
+    expected = run_in_process(corpus["tutorial"], "predict_images", images=np.array(images, dtype=object))
+    assert response.model_spec.signature_name == "serving_default"
+    for row, classifications in enumerate(response.result.classifications):
+        assert [c.label.encode() for c in classifications.classes] == expected["classes"][row].tolist()
+        np.testing.assert_allclose([c.score for c in classifications.classes], expected["scores"][row], rtol=1e-5)
+
+
+def _x_examples(values, request_input, with_context=False):
+    if with_context:
+        listed = request_input.example_list_with_context
+        listed.context.features.feature["unused"].float_list.value.append(0.0)
+    else:
+        listed = request_input.example_list
+    for value in values:
+        listed.examples.add().features.feature["x"].float_list.value.append(value)
+
+
+@pytest.mark.parametrize("with_context", [False, True])
+def test_regress_and_classify_half_plus_two(stub, with_context):
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "half_plus_two"
+    request.model_spec.signature_name = "regress_x_to_y"
+    _x_examples([1.0, 4.0], request.input, with_context)
+    response = stub.Regress(request, timeout=30)
+    assert [r.value for r in response.result.regressions] == [2.5, 4.0]
+    assert response.model_spec.signature_name == "regress_x_to_y"
+
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "half_plus_two"
+    request.model_spec.signature_name = "classify_x_to_y"
+    _x_examples([0.0], request.input, with_context)
+    response = stub.Classify(request, timeout=30)
+    assert [c.score for c in response.result.classifications[0].classes] == [2.0]
+    assert response.result.classifications[0].classes[0].label == ""
+
+
+def test_multi_inference_runs_each_task(stub):
+    request = inference_pb2.MultiInferenceRequest()
+    for signature, method in (("regress_x_to_y", "tensorflow/serving/regress"),
+                              ("classify_x_to_y", "tensorflow/serving/classify")):
+        task = request.tasks.add()
+        task.model_spec.name = "half_plus_two"
+        task.model_spec.signature_name = signature
+        task.method_name = method
+    _x_examples([2.0], request.input)
+    response = stub.MultiInference(request, timeout=30)
+    assert response.results[0].regression_result.regressions[0].value == 3.0
+    assert response.results[1].classification_result.classifications[0].classes[0].score == 3.0
+    request.tasks[1].model_spec.signature_name = "regress_x_to_y"
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.MultiInference(request, timeout=30)
+    assert "Duplicate evaluation of signature: regress_x_to_y" in refused.value.details()
+
+
+@pytest.mark.parametrize("call, signature, message", [
+    ("Regress", "classify_x_to_y", "Expected regression signature method_name to be tensorflow/serving/regress"),
+    ("Classify", "regress_x_to_y", "Expected classification signature method_name to be tensorflow/serving/classify"),
+    ("Classify", "serving_default", "Expected classification signature method_name"),
+])
+def test_a_method_that_does_not_fit_the_signature_is_refused(stub, call, signature, message):
+    request = (regression_pb2.RegressionRequest if call == "Regress" else classification_pb2.ClassificationRequest)()
+    request.model_spec.name = "half_plus_two"
+    request.model_spec.signature_name = signature
+    _x_examples([1.0], request.input)
+    with pytest.raises(grpc.RpcError) as refused:
+        getattr(stub, call)(request, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in refused.value.details()
+
+
+@pytest.mark.parametrize("inputs, code, message", [
+    ({"y": np.ones((1, 1), np.float32)}, grpc.StatusCode.INVALID_ARGUMENT,
+     "input tensor alias not found in signature: y. Inputs expected to be in the set {x}."),
+    ({"x": np.ones((1, 1), np.int64)}, grpc.StatusCode.INVALID_ARGUMENT, "input 'x' is DT_INT64"),
+    ({"x": np.ones((1, 2), np.float32)}, grpc.StatusCode.INVALID_ARGUMENT, "input 'x' has shape [1, 2]"),
+    ({"x": np.ones((0, 1), np.float32)}, grpc.StatusCode.INVALID_ARGUMENT, "0 rows"),
+])
+def test_bad_inputs_are_named(stub, inputs, code, message):
+    with pytest.raises(grpc.RpcError) as refused:
+        predict(stub, "half_plus_two", inputs)
+    assert refused.value.code() == code
+    assert message in refused.value.details()
+
+
+def test_unknown_signature_is_failed_precondition(stub):
+    with pytest.raises(grpc.RpcError) as refused:
+        predict(stub, "half_plus_two", {"x": np.ones((1, 1), np.float32)}, signature="nope")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert refused.value.details() == 'Serving signature key "nope" not found.'
+
+
+def test_a_bad_example_fails_its_own_request_only(stub):
+    """A request whose tf.Example TensorFlow cannot parse fails alone, even when batched with good ones."""
+    def regress(serialized: bytes):
+        request = regression_pb2.RegressionRequest()
+        request.model_spec.name = "half_plus_two"
+        request.model_spec.signature_name = "regress_x_to_y"
+        example = request.input.example_list.examples.add()
+        example.ParseFromString(serialized)
+        return stub.Regress.future(request, timeout=30)
+
+    good = example_pb2.Example()
+    good.features.feature["x"].float_list.value.append(2.0)
+    bad = example_pb2.Example()
+    bad.features.feature["x"].bytes_list.value.append(b"not a float")
+    futures = [regress(good.SerializeToString()) for _ in range(3)] + [regress(bad.SerializeToString())]
+    futures += [regress(good.SerializeToString()) for _ in range(3)]
+    for index, future in enumerate(futures):
+        if index == 3:
+            with pytest.raises(grpc.RpcError) as refused:
+                future.result()
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        else:
+            assert future.result().result.regressions[0].value == 3.0
+
+
+def test_metadata_returns_the_signature_def_map_of_any_model(stub, corpus):
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "multi_io"
+    response = stub.GetModelMetadata(request, timeout=30)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    assert {"serving_default", "complex_sig", "bf16"} <= set(signatures.signature_def)
+    assert set(signatures.signature_def["serving_default"].inputs) == set(multi_io_example_inputs())
+
+
+def test_saved_model_tags_pick_the_metagraph(tmp_path):
+    """--saved_model_tags loads the MetaGraph with exactly those tags; a model without it is refused, naming
+    the tag sets it has."""
+    base = tmp_path / "tagged"
+    write_half_plus_two_tf1(base, tags=("serve", "gpu"))
+    with ServerProcess(base, "--saved_model_tags=serve,gpu", model_name="tagged") as tagged:
+        with tagged.channel() as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            x = np.array([[4.0]], dtype=np.float32)
+            assert outputs_of(predict(stub, "tagged", {"x": x}))["y"].tolist() == [[4.0]]
+    from service.runtime import ModelLoadError, ModelRuntime
+    with pytest.raises(ModelLoadError, match=r"no MetaGraph tagged \['serve'\].*\[\['gpu', 'serve'\]\]"):
+        ModelRuntime(base / "1")
