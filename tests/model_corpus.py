@@ -338,7 +338,7 @@ def write_tutorial_inception_style(base: Path, version: int = 1, size: int = 32)
             builder = v1.saved_model.Builder(str(path))
             builder.add_meta_graph_and_variables(
                 sess,
-                list(tags),
+                [v1.saved_model.tag_constants.SERVING],
                 signature_def_map={"predict_images": predict_images, "serving_default": classify},
                 main_op=v1.tables_initializer(),
                 strip_default_attrs=True,

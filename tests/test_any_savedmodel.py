@@ -343,3 +343,73 @@ def test_saved_model_tags_pick_the_metagraph(tmp_path):
     from service.runtime import ModelLoadError, ModelRuntime
     with pytest.raises(ModelLoadError, match=r"no MetaGraph tagged \['serve'\].*\[\['gpu', 'serve'\]\]"):
         ModelRuntime(base / "1")
+
+
+# -- KServe v2 (tritonclient) ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def triton(server: ServerProcess):
+    import tritonclient.grpc as triton_grpc
+
+    client = triton_grpc.InferenceServerClient(server.address)
+    yield client
+    client.close()
+
+
+def triton_infer(client, model: str, inputs: dict[str, np.ndarray], outputs=(), signature: str = ""):
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import np_to_triton_dtype
+
+    infer_inputs = []
+    for name, array in inputs.items():
+        infer_input = triton_grpc.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        infer_input.set_data_from_numpy(array)
+        infer_inputs.append(infer_input)
+    requested = [triton_grpc.InferRequestedOutput(name) for name in outputs] or None
+    parameters = {"signature_name": signature} if signature else None
+    return client.infer(model, infer_inputs, outputs=requested, parameters=parameters)
+
+
+def test_kserve_infers_any_model_with_every_v2_datatype(triton, corpus):
+    inputs = multi_io_example_inputs()
+    result = triton_infer(triton, "multi_io", inputs)
+    expected = run_in_process(corpus["multi_io"], **inputs)
+    actual = {name: result.as_numpy(name) for name in expected}
+    for name, value in expected.items():
+        if value.dtype == object:
+            assert actual[name].tolist() == value.tolist(), name
+        else:
+            assert actual[name].dtype == value.dtype, name
+            np.testing.assert_array_equal(actual[name], value, err_msg=name)
+
+
+def test_kserve_bfloat16_signature_and_output_selection(triton, corpus):
+    import ml_dtypes
+
+    x = np.array([1.5, -2.0, 3.25], dtype=ml_dtypes.bfloat16)
+    result = triton_infer(triton, "multi_io", {"x": x}, signature="bf16")
+    expected = run_in_process(corpus["multi_io"], "bf16", x=x)["y"]
+    np.testing.assert_array_equal(result.as_numpy("y").astype(np.float32), expected.astype(np.float32))
+
+    x = np.ones((2, 3), dtype=np.float32)
+    result = triton_infer(triton, "tf2_module", {"x": x}, outputs=["total"], signature="scaled")
+    assert [output.name for output in result.get_response().outputs] == ["total"]
+    np.testing.assert_allclose(result.as_numpy("total"), run_in_process(corpus["tf2_module"], "scaled", x=x)["total"])
+
+
+def test_kserve_metadata_describes_the_default_signature(triton):
+    metadata = triton.get_model_metadata("keras")
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [(KERAS_INPUT_KEY, "FP32", [-1, 4])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [(KERAS_OUTPUT_KEY, "FP32", [-1, 3])]
+
+
+def test_kserve_refuses_what_the_signature_does_not_take(triton):
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as refused:
+        triton_infer(triton, "half_plus_two", {"x": np.ones((1, 1), np.float64)})
+    assert "input 'x' is DT_DOUBLE" in refused.value.message()
+    with pytest.raises(InferenceServerException) as refused:
+        triton_infer(triton, "half_plus_two", {"x": np.ones((1, 1), np.float32)}, outputs=["z"])
+    assert "unknown outputs ['z']" in refused.value.message()

@@ -1,16 +1,19 @@
 """KServe v2 / Open Inference Protocol: `inference.GRPCInferenceService` over the protocol-neutral data plane.
 
 The messages and service stubs come from tritonclient (`tritonclient.grpc.service_pb2[_grpc]`), the maintained
-package Triton's own clients use, so `tritonclient.grpc` works against this server unchanged. A model takes
-exactly one input: `images` (BYTES `[N]` or `[N, 1]`: encoded JPEG/PNG/GIF/BMP) or `pixels` (FP32
-`[N, H, W, 3]`, preprocessed), in typed `contents` or in `raw_input_contents`; it answers `classes` (BYTES
-`[N, k]`) and `scores` (FP32 `[N, k]`) in `raw_output_contents`, as Triton does.
+package Triton's own clients use, so `tritonclient.grpc` works against this server unchanged.
+
+Any model: ModelInfer runs its `serving_default` signature (another one when the request's parameter
+`signature_name` names it, as Triton's TensorFlow backend has no such notion), its inputs and outputs named
+as in the signature, every v2 datatype mapped both ways (service/tensors/v2.py), outputs in
+`raw_output_contents` as Triton answers. A model with the image contract instead takes exactly one input,
+`images` (BYTES `[N]` or `[N, 1]`: encoded JPEG/PNG/GIF/BMP) or `pixels` (FP32 `[N, H, W, 3]`), and answers
+`classes` (BYTES `[N, k]`) and `scores` (FP32 `[N, k]`), through the image fast path.
 """
 
 from __future__ import annotations
 
 import contextlib
-import struct
 from importlib import metadata
 from typing import Iterator, Sequence
 
@@ -23,7 +26,9 @@ from ..errors import InvalidInputError, ModelNotFoundError, ServingError
 from ..grpc_api.prediction_service import deadline_of
 from ..grpc_api.status import maps_errors_to_status
 from ..model_manager import ServedVersion, VersionState
-from ..signatures import OUTPUT_KEYS, PIXELS_SIGNATURE
+from ..signatures import DEFAULT_SIGNATURE, OUTPUT_KEYS, PIXELS_SIGNATURE
+from ..tensors import v2
+from ..tensors.spec import TensorSpec
 
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 IMAGES_INPUT = "images"
@@ -59,25 +64,6 @@ def _worded_for_triton() -> Iterator[None]:
             f"Request for unknown model: '{error.model_name}'{version} is not found",
             model_name=error.model_name, version=error.version,
         ) from None
-
-
-def deserialize_bytes(raw: bytes, where: str) -> list[bytes]:
-    """KServe's raw BYTES layout: each element is a 4-byte little-endian length, then its bytes."""
-    values, offset = [], 0
-    while offset < len(raw):
-        if offset + 4 > len(raw):
-            raise InvalidInputError(f"{where}: truncated element length at byte {offset}")
-        (length,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        if offset + length > len(raw):
-            raise InvalidInputError(f"{where}: element {len(values)} claims {length} bytes, {len(raw) - offset} left")
-        values.append(raw[offset:offset + length])
-        offset += length
-    return values
-
-
-def serialize_bytes(values: Sequence[bytes]) -> bytes:
-    return b"".join(struct.pack("<I", len(value)) + value for value in values)
 
 
 def _pixels_shape(served: ServedVersion) -> list[int]:
@@ -121,6 +107,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             served = models.get(request.name, parse_version(request.version))
         available = [str(v.version) for v in models.versions(request.name) if v.state is VersionState.AVAILABLE]
         tensor = service_pb2.ModelMetadataResponse.TensorMetadata
+        if not served.runtime.image_contract:  # type: ignore[union-attr]
+            spec = self._dataplane.signature(served, DEFAULT_SIGNATURE)
+            return service_pb2.ModelMetadataResponse(
+                name=served.name, versions=available, platform=PLATFORM,
+                inputs=[_tensor_metadata(t) for t in spec.inputs.values()],
+                outputs=[_tensor_metadata(t) for t in spec.outputs.values()],
+            )
         k = _top_k(served)
         return service_pb2.ModelMetadataResponse(
             name=served.name,
@@ -143,6 +136,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         name, version = request.model_name, parse_version(request.model_version)
         with _worded_for_triton():
             served = self._dataplane.model(name, version)  # NOT_FOUND before input errors
+        if not served.runtime.image_contract:  # type: ignore[union-attr]
+            return await self._infer_tensors(served, request, context)
         if len(request.inputs) != 1:
             raise InvalidInputError(
                 f"ModelInfer takes exactly one input, '{IMAGES_INPUT}' (BYTES [N]) or '{PIXELS_INPUT}' "
@@ -169,6 +164,36 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             raise InvalidInputError(f"unknown input '{tensor.name}'; use '{IMAGES_INPUT}' or '{PIXELS_INPUT}'")
         return self._response(request, result, wanted)
 
+    async def _infer_tensors(
+        self, served: ServedVersion, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ModelInferResponse:
+        """Any model: the v2 tensors as named arrays through a signature, the outputs back as v2 tensors."""
+        signature = _signature_parameter(request)
+        spec = self._dataplane.signature(served, signature)
+        if request.raw_input_contents and len(request.raw_input_contents) != len(request.inputs):
+            raise InvalidInputError(
+                f"raw_input_contents holds {len(request.raw_input_contents)} entries for {len(request.inputs)} input(s)"
+            )
+        inputs = {}
+        for index, tensor in enumerate(request.inputs):
+            if tensor.name in inputs:
+                raise InvalidInputError(f"input '{tensor.name}' is given twice")
+            raw = request.raw_input_contents[index] if request.raw_input_contents else None
+            inputs[tensor.name] = v2.input_array(tensor, raw)
+        wanted = [output.name for output in request.outputs]
+        unknown = sorted(set(wanted) - set(spec.outputs))
+        if unknown:
+            raise InvalidInputError(f"unknown outputs {unknown}; model '{served.name}' outputs: {sorted(spec.outputs)}")
+        result = await self._dataplane.predict(
+            served, signature, inputs, output_filter=wanted, deadline=deadline_of(context)
+        )
+        response = service_pb2.ModelInferResponse(
+            model_name=result.model_name, model_version=str(result.model_version), id=request.id
+        )
+        for output_name, array in result.outputs.items():
+            v2.fill_output(response, output_name, array)
+        return response
+
     @staticmethod
     def _images(tensor: service_pb2.ModelInferRequest.InferInputTensor, raw: bytes | None) -> list[bytes]:
         if tensor.datatype != "BYTES":
@@ -176,7 +201,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         shape = list(tensor.shape)
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
             raise InvalidInputError(f"input '{IMAGES_INPUT}' must have shape [N] or [N, 1], got {shape}")
-        values = deserialize_bytes(raw, f"input '{IMAGES_INPUT}'") if raw is not None else list(tensor.contents.bytes_contents)
+        values = v2.deserialize_bytes(raw, f"input '{IMAGES_INPUT}'") if raw is not None else list(tensor.contents.bytes_contents)
         if len(values) != shape[0]:
             raise InvalidInputError(f"input '{IMAGES_INPUT}' declares shape {shape} but carries {len(values)} values")
         return values
@@ -209,9 +234,29 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             response.outputs.add(name=output, datatype="BYTES" if output == "classes" else "FP32", shape=[count, k])
             if output == "classes":
                 response.raw_output_contents.append(
-                    serialize_bytes([label for p in result.predictions for label in p.classes])
+                    v2.serialize_bytes([label for p in result.predictions for label in p.classes])
                 )
             else:
                 scores = np.stack([p.scores for p in result.predictions]).astype("<f4", copy=False)
                 response.raw_output_contents.append(scores.tobytes())
         return response
+
+
+def _signature_parameter(request: service_pb2.ModelInferRequest) -> str:
+    """The request parameter `signature_name` (a string), else serving_default."""
+    if "signature_name" not in request.parameters:
+        return DEFAULT_SIGNATURE
+    parameter = request.parameters["signature_name"]
+    if parameter.WhichOneof("parameter_choice") != "string_param":
+        raise InvalidInputError("parameter 'signature_name' must be a string")
+    return parameter.string_param or DEFAULT_SIGNATURE
+
+
+def _tensor_metadata(spec: TensorSpec) -> service_pb2.ModelMetadataResponse.TensorMetadata:
+    """A signature tensor in v2 terms; -1 for an unknown dimension, [-1] for an unknown rank."""
+    try:
+        datatype = v2.datatype_of(spec.dtype)
+    except InvalidInputError:
+        datatype = spec.dtype.tf_name  # complex: no v2 name; say what it is rather than hide it
+    shape = list(spec.shape) if spec.shape is not None else [-1]
+    return service_pb2.ModelMetadataResponse.TensorMetadata(name=spec.name, datatype=datatype, shape=shape)

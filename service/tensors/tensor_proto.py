@@ -22,6 +22,9 @@ from .dtypes import BY_TF_ENUM, STRING, DType, of_array, tf_type_name
 
 MAX_DIMENSION = 2**31 - 1  # TF Serving refuses larger dimensions too, and numpy cannot describe some
 MAX_ELEMENTS = 2**31  # a guard against a few bytes of request asking for terabytes of zeros
+# TensorFlow's short-list rule lets a few bytes ask for any number of repeated values; tensors larger than this
+# must carry their values (the message size limit then bounds them).
+MAX_FILLED_ELEMENTS = 2**24
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
@@ -75,6 +78,7 @@ def to_array(
             raise InvalidInputError(f"{what} is DT_STRING: its values belong in string_val, not tensor_content")
         return _from_content(content, dtype, shape, count, what)
     if dtype.is_string:
+        _check_value_count(len(tensor.string_val), count, "string_val", shape, what)
         return _repeat_last(list(tensor.string_val), np.empty(count, dtype=object), b"", "string_val", shape, what)
     return _from_typed_values(tensor, dtype, shape, count, what)
 
@@ -111,6 +115,8 @@ def _from_typed_values(
 ) -> np.ndarray:
     field = dtype.proto_field
     listed = getattr(tensor, field)
+    pairs = 2 if dtype.numpy.kind == "c" else 1
+    _check_value_count(len(listed) // pairs, count, field, shape, what)
     if dtype.numpy.kind == "c":  # interleaved (real, imaginary) pairs
         if len(listed) % 2:
             raise InvalidInputError(
@@ -140,13 +146,22 @@ def _narrowed(listed: Sequence[int], dtype: DType, field: str, what: str) -> np.
     return wide.astype(bits).view(dtype.numpy)
 
 
+def _check_value_count(given: int, count: int, field: str, shape: tuple[int, ...], what: str) -> None:
+    """Before anything is allocated: too many values, or too few to stand for a large tensor."""
+    if given > count:
+        raise InvalidInputError(f"{what} declares shape {list(shape)} ({count} values) but {field} holds {given}")
+    if given < count and count > MAX_FILLED_ELEMENTS:
+        raise InvalidInputError(
+            f"{what} declares shape {list(shape)} ({count} values) but {field} holds {given}: at most "
+            f"{MAX_FILLED_ELEMENTS} values are filled in by repeating the last one; send them all"
+        )
+
+
 def _repeat_last(
     values: Sequence, out: np.ndarray, empty_fill: object, field: str, shape: tuple[int, ...], what: str
 ) -> np.ndarray:
     """TensorFlow's rule for a short value list, into `out` (already zeros, or empty for strings)."""
     given, count = len(values), out.size
-    if given > count:
-        raise InvalidInputError(f"{what} declares shape {list(shape)} ({count} values) but {field} holds {given}")
     if given:
         out[:given] = values
         out[given:] = values[-1]
