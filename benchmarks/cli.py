@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--skip-bf16", action="store_true", help="skip the bfloat16 precision goal")
     suite.add_argument("--rounds", type=int, default=5,
                        help="rounds of alternating blocks per goal comparison (goal 4: twice as many; goal 2: 40 request pairs per round; default 5)")
+    from .compare import add_parser as add_compare
+
+    add_compare(commands, _int_list)
     return parser
 
 
@@ -113,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .suite import run_goodput_only
 
         return run_goodput_only(args)
+    if args.command == "compare":
+        from .compare import run_compare
+
+        return run_compare(args)
     if args.command == "suite":
         from .suite import run_suite
 

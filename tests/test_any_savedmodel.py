@@ -413,3 +413,137 @@ def test_kserve_refuses_what_the_signature_does_not_take(triton):
     with pytest.raises(InferenceServerException) as refused:
         triton_infer(triton, "half_plus_two", {"x": np.ones((1, 1), np.float32)}, outputs=["z"])
     assert "unknown outputs ['z']" in refused.value.message()
+
+
+# -- TF Serving REST ---------------------------------------------------------------------------------------
+
+
+def rest(server: ServerProcess, model: str, verb: str, body) -> tuple[int, object]:
+    from rest_client import rest_call
+
+    return rest_call(server.metrics_port, "POST", f"/v1/models/{model}:{verb}", body)
+
+
+def test_rest_predict_row_and_columnar_formats(server, corpus):
+    x = [[1.0], [3.0]]
+    expected = run_in_process(corpus["half_plus_two"], x=np.array(x, np.float32))["y"].tolist()
+    assert rest(server, "half_plus_two", "predict", {"instances": x}) == (200, {"predictions": expected})
+    assert rest(server, "half_plus_two", "predict", {"inputs": {"x": x}}) == (200, {"outputs": expected})
+    assert rest(server, "half_plus_two", "predict", {"inputs": x}) == (200, {"outputs": expected})
+
+
+def _json_value(array: np.ndarray):
+    if array.dtype == object:
+        return np.vectorize(lambda value: value.decode(), otypes=[object])(array).tolist()
+    return array.tolist()
+
+
+@pytest.mark.parametrize("row_format", [True, False])
+def test_rest_predict_many_named_inputs_and_outputs(server, corpus, row_format):
+    inputs = multi_io_example_inputs()
+    expected = run_in_process(corpus["multi_io"], **inputs)
+    if row_format:
+        rows = len(inputs["ids"])
+        body = {"instances": [{name: _json_value(value[row]) for name, value in inputs.items()} for row in range(rows)]}
+    else:
+        body = {"inputs": {name: _json_value(value) for name, value in inputs.items()}}
+    status, answer = rest(server, "multi_io", "predict", body)
+    assert status == 200, answer
+    if row_format:
+        columns = {name: [prediction[name] for prediction in answer["predictions"]] for name in expected}
+    else:
+        columns = answer["outputs"]
+    for name, value in expected.items():
+        if value.dtype == object:
+            assert columns[name] == _json_value(value), name
+        else:
+            np.testing.assert_allclose(np.asarray(columns[name], dtype=np.float64), value.astype(np.float64),
+                                       rtol=1e-6, err_msg=name)
+    assert all(isinstance(flag, bool) for flag in columns["flag_not"])
+    assert all(isinstance(number, int) for number in columns["id_plus_one"])
+
+
+def test_rest_binary_strings_as_b64(server, corpus):
+    from rest_client import b64
+
+    images = encode_test_jpegs(2, size=40)
+    status, body = rest(server, "tutorial", "predict",
+                        {"signature_name": "predict_images", "instances": [b64(image) for image in images]})
+    assert status == 200, body
+    expected = run_in_process(corpus["tutorial"], "predict_images", images=np.array(images, dtype=object))
+    assert [p["classes"] for p in body["predictions"]] == [[c.decode() for c in row] for row in expected["classes"]]
+    np.testing.assert_allclose([p["scores"] for p in body["predictions"]], expected["scores"], rtol=1e-5)
+
+
+def test_rest_classify_and_regress(server):
+    status, body = rest(server, "half_plus_two", "regress",
+                        {"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}, {"x": 4.0}]})
+    assert (status, body) == (200, {"results": [2.5, 4.0]})
+    status, body = rest(server, "half_plus_two", "classify",
+                        {"signature_name": "classify_x_to_y", "context": {"x": 0.0}, "examples": [{}]})
+    assert status == 200, body
+    assert body["results"][0][0][1] == 2.0
+
+
+def test_rest_errors_name_the_problem(server):
+    status, body = rest(server, "half_plus_two", "predict", {"instances": [[1.0], [1.0, 2.0]]})
+    assert status == 400 and "error" in body
+    status, body = rest(server, "half_plus_two", "predict", {"signature_name": "nope", "instances": [[1.0]]})
+    assert (status, body) == (400, {"error": 'Serving signature key "nope" not found.'})
+    status, body = rest(server, "half_plus_two", "regress", {"signature_name": "classify_x_to_y", "examples": [{}]})
+    assert status == 400 and "Expected regression signature method_name" in body["error"]
+
+
+def test_rest_status_and_metadata_for_any_model(server):
+    from rest_client import rest_call
+
+    status, body = rest_call(server.metrics_port, "GET", "/v1/models/keras")
+    assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
+    status, body = rest_call(server.metrics_port, "GET", "/v1/models/keras/metadata")
+    assert status == 200
+    signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert list(signature["inputs"]) == [KERAS_INPUT_KEY]
+
+
+# -- hostile tensors on the named-tensor path ----------------------------------------------------------------
+
+
+def _raw_tensor(dtype: int, dims: list[int], **fields) -> "tensor_pb2.TensorProto":
+    from tensorflow.core.framework import tensor_pb2
+
+    tensor = tensor_pb2.TensorProto(dtype=dtype, **fields)
+    for size in dims:
+        tensor.tensor_shape.dim.add(size=size)
+    return tensor
+
+
+def _hostile_cases():
+    from tensorflow.core.framework import types_pb2 as t
+
+    return {
+        "unknown-dtype": (_raw_tensor(999, [1, 1], float_val=[1.0]), "type 999"),
+        "resource-dtype": (_raw_tensor(t.DT_RESOURCE, [1, 1]), "DT_RESOURCE"),
+        "negative-dim": (_raw_tensor(t.DT_FLOAT, [-1, 1], float_val=[1.0]), "non-negative"),
+        "overflowing-dims": (_raw_tensor(t.DT_FLOAT, [2**62, 2**62], float_val=[1.0]), "exceeds"),
+        "repeat-bomb": (_raw_tensor(t.DT_FLOAT, [2**30, 1], float_val=[1.0]), "filled in by repeating"),
+        "content-odd-bytes": (_raw_tensor(t.DT_FLOAT, [1, 1], tensor_content=b"\0\0\0"), "whole number"),
+        "content-short": (_raw_tensor(t.DT_FLOAT, [2, 1], tensor_content=b"\0" * 4), "tensor_content holds 4 bytes"),
+        "too-many-values": (_raw_tensor(t.DT_FLOAT, [1, 1], float_val=[1.0, 2.0]), "holds 2"),
+        "string-for-float": (_raw_tensor(t.DT_STRING, [1, 1], string_val=[b"x"]), "DT_STRING"),
+        "rank-3": (_raw_tensor(t.DT_FLOAT, [1, 1, 1], float_val=[1.0]), "shape [1, 1, 1]"),
+        "string-in-content": (_raw_tensor(t.DT_STRING, [1, 1], tensor_content=b"abcd"), "string_val"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_hostile_cases()))
+def test_hostile_tensors_are_refused_and_the_server_keeps_serving(stub, case):
+    tensor, fragment = _hostile_cases()[case]
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "half_plus_two"
+    request.inputs["x"].CopyFrom(tensor)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Predict(request, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fragment in refused.value.details()
+    good = outputs_of(predict(stub, "half_plus_two", {"x": np.array([[2.0]], np.float32)}))
+    assert good["y"].tolist() == [[3.0]]

@@ -38,11 +38,12 @@ MODEL = "tiny"
 MAX_IMAGES = 8
 MAX_PIXELS = 1_000_000
 MAX_MESSAGE = 1_000_000
-OK, IA, NF, RE, UNIMPL = (
+OK, IA, NF, RE, FP, UNIMPL = (
     grpc.StatusCode.OK,
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.UNIMPLEMENTED,
 )
 
@@ -204,8 +205,9 @@ CASES.update({
     "empty-model-name": Case("Predict", predict(model=""), NF, ("Servable not found for request: Latest()",)),
     "unknown-version": Case("Predict", predict(version=7), NF, (f"Servable not found for request: Specific({MODEL}, 7)",)),
     "version-label": Case("Predict", predict(label="stable"), IA, ("Unrecognized servable version label: stable",)),
-    "unknown-signature": Case("Predict", predict(signature="bogus"), IA, ("bogus",)),
-    "preprocess-signature": Case("Predict", predict(signature="preprocess"), IA, ("preprocess",)),
+    "unknown-signature": Case("Predict", predict(signature="bogus"), FP, ('Serving signature key "bogus" not found.',)),
+    "preprocess-signature": Case("Predict", predict(signature="preprocess"), IA,
+                                 ("input tensor alias not found in signature: images", "{image}")),
     "missing-input": Case("Predict", predict({}), IA, ("'images' missing",)),
     "misnamed-input": Case("Predict", predict({"pictures": images_tensor([GOOD])}), IA, ("pictures",)),
     "extra-input": Case("Predict", predict({"images": images_tensor([GOOD]), "extra": images_tensor([GOOD])}),
@@ -230,7 +232,7 @@ CASES.update({
                                    IA, ("examples[1]", "image/encoded")),
     "classify-undecodable": Case("Classify", classify([image_example(b"\x89PNG\r\n\x1a\n")]), IA, ("examples[0]",)),
     "classify-wrong-signature": Case("Classify", classify([image_example(GOOD)], signature="predict_images"),
-                                     IA, ("predict_images",)),
+                                     IA, ("method_name to be tensorflow/serving/classify", "Was: tensorflow/serving/predict")),
     "classify-unknown-model": Case("Classify", classify([image_example(GOOD)], model="nope"), NF, ("nope",)),
     "classify-image-from-context": Case("Classify", classify([example_pb2.Example()], context=image_example(GOOD)), OK),
     "pixels-wrong-dtype": Case("Predict", predict({"pixels": images_tensor([GOOD])}, signature="classify_pixels"),
@@ -253,9 +255,20 @@ CASES.update({
     "metadata-bad-field": Case("GetModelMetadata", metadata(fields=("weights",)), IA, ("signature_def",)),
     "status-unknown-model": Case("GetModelStatus", status(model="nope"), NF, ("nope",)),
     "status-unknown-version": Case("GetModelStatus", status(version=9), NF, (f"Could not find version 9 of model {MODEL}",)),
-    "regress-unimplemented": Case("Regress", lambda: regression_pb2.RegressionRequest(), UNIMPL, ("Regress",)),
-    "multi-inference-unimplemented": Case("MultiInference", lambda: inference_pb2.MultiInferenceRequest(),
-                                          UNIMPL, ("MultiInference",)),
+    "regress-no-model": Case("Regress", lambda: regression_pb2.RegressionRequest(), NF,
+                             ("Servable not found for request: Latest()",)),
+    "regress-on-a-classifier": Case("Regress", lambda: regression_pb2.RegressionRequest(
+        model_spec={"name": MODEL}, input={"example_list": {"examples": [image_example(GOOD)]}}), IA,
+        ("Expected regression signature method_name to be tensorflow/serving/regress",)),
+    "multi-inference-no-tasks": Case("MultiInference", lambda: inference_pb2.MultiInferenceRequest(), IA,
+                                     ("Tasks is empty",)),
+    "multi-inference-two-models": Case("MultiInference", lambda: inference_pb2.MultiInferenceRequest(
+        tasks=[{"model_spec": {"name": MODEL}, "method_name": "tensorflow/serving/classify"},
+               {"model_spec": {"name": "other"}, "method_name": "tensorflow/serving/classify"}]), IA,
+        ("same model name",)),
+    "multi-inference-unknown-method": Case("MultiInference", lambda: inference_pb2.MultiInferenceRequest(
+        tasks=[{"model_spec": {"name": MODEL}, "method_name": "tensorflow/serving/predict"}]), IA,
+        ("Unsupported signature method_name: tensorflow/serving/predict",)),
     "oversized-message": Case("Predict", predict({"images": images_tensor([bytes(MAX_MESSAGE + 1)])}),
                               RE, ("larger than max",)),
     "oversized-batch-of-small-images": Case("Predict", predict({"images": images_tensor([bytes(200_000)] * 6)}),

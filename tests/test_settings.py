@@ -120,6 +120,11 @@ def test_a_tf_serving_command_line_with_its_everyday_flags_is_accepted(tmp_path:
     )
 
 
+def test_saved_model_tags_name_the_metagraph_to_load():
+    assert load_settings([], environ={}).saved_model_tags == ("serve",)
+    assert load_settings(["--saved_model_tags=serve, gpu"], environ={}).saved_model_tags == ("serve", "gpu")
+
+
 @pytest.mark.parametrize(
     "flag, fragment",
     [
@@ -128,11 +133,6 @@ def test_a_tf_serving_command_line_with_its_everyday_flags_is_accepted(tmp_path:
         ("--not_a_tf_serving_flag=1", "unrecognized arguments"),
     ],
 )
-def test_saved_model_tags_name_the_metagraph_to_load():
-    assert load_settings([], environ={}).saved_model_tags == ("serve",)
-    assert load_settings(["--saved_model_tags=serve, gpu"], environ={}).saved_model_tags == ("serve", "gpu")
-
-
 def test_flags_that_would_mislead_if_ignored_stop_start_up_with_a_reason(capsys, flag: str, fragment: str):
     with pytest.raises(SystemExit) as exited:
         load_settings([flag], environ={})

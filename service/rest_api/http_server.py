@@ -10,7 +10,6 @@ served from the same port.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from typing import Any, Awaitable, Callable
@@ -36,7 +35,9 @@ from ..grpc_api.converters import image_bytes_from_serialized_examples
 from ..grpc_api.model_service import model_status_response
 from ..grpc_api.prediction_service import model_metadata_response
 from ..metrics import METRICS_PATHS
+from ..model_manager import ServedVersion
 from ..signatures import DEFAULT_SIGNATURE, INPUT_KEY_BY_SIGNATURE, PIXELS_SIGNATURE, SERIALIZED_EXAMPLES_SIGNATURE
+from ..tensors import json_tensors
 from . import json_codec
 
 _log = logging.getLogger(__name__)
@@ -159,7 +160,11 @@ class RestServer:
                 return await self._predict(name, version, body, deadline)
             if verb.lower() == "classify":
                 return await self._classify(name, version, body, deadline)
-            raise _Unimplemented("regress: image classifiers have no regression signature")
+            served = self._dataplane.model(name, version)  # resolved again: the body was read since
+            regressed = await self._dataplane.regress_examples(
+                served, _signature(body), json_tensors.examples_from_json(body), deadline=deadline
+            )
+            return json_tensors.regress_response(regressed.values)
 
         return await self._answer(answer)
 
@@ -168,10 +173,9 @@ class RestServer:
     ) -> dict[str, Any]:
         signature = _signature(body)
         input_key = INPUT_KEY_BY_SIGNATURE.get(signature)
-        if input_key is None:
-            raise InvalidInputError(
-                f"signature '{signature}' cannot be served by predict; use one of {sorted(INPUT_KEY_BY_SIGNATURE)}"
-            )
+        served = self._dataplane.model(name, version)  # resolved again: the body was read since
+        if input_key is None or not served.runtime.image_contract:  # type: ignore[union-attr]
+            return await self._predict_tensors(served, signature, body, deadline)
         values, row_format = json_codec.predict_input(body, input_key)
         if signature == PIXELS_SIGNATURE:
             pixels = json_codec.float_values(values, input_key)
@@ -185,15 +189,25 @@ class RestServer:
             result = await self._dataplane.classify_images(served, images, input_name=input_key, deadline=deadline)
         return json_codec.predict_body(result.predictions, row_format)
 
+    async def _predict_tensors(
+        self, served: ServedVersion, signature: str, body: dict[str, Any], deadline: float | None
+    ) -> dict[str, Any]:
+        """Any signature: TF Serving's JSON tensors (row or columnar) in, the same format out."""
+        spec = self._dataplane.signature(served, signature)
+        inputs, row_format = json_tensors.parse_predict_request(body, spec)
+        result = await self._dataplane.predict(served, signature, inputs, deadline=deadline)
+        return json_tensors.predict_response(result.outputs, row_format)
+
     async def _classify(
         self, name: str, version: int | str | None, body: dict[str, Any], deadline: float | None
     ) -> dict[str, Any]:
         signature = _signature(body)
-        if signature != SERIALIZED_EXAMPLES_SIGNATURE:
-            raise InvalidInputError(
-                f"classify serves signature '{SERIALIZED_EXAMPLES_SIGNATURE}' (examples with "
-                f"'{json_codec.IMAGE_FEATURE}'), not '{signature}'"
+        served = self._dataplane.model(name, version)
+        if signature != SERIALIZED_EXAMPLES_SIGNATURE or not served.runtime.image_contract:  # type: ignore[union-attr]
+            classified = await self._dataplane.classify_examples(
+                served, signature, json_tensors.examples_from_json(body), deadline=deadline
             )
+            return json_tensors.classify_response(classified.classes, classified.scores)
         images = json_codec.classify_images(body)
         served = self._dataplane.model(name, version)
         result = await self._dataplane.classify_images(served, images, input_name="examples", deadline=deadline)
@@ -203,20 +217,14 @@ class RestServer:
     async def _answer(compute: Callable[[], Awaitable[dict[str, Any]]]) -> web.Response:
         """Run a handler body; map every failure onto TF Serving's {"error": ...} with its HTTP status."""
         try:
-            return web.json_response(await compute())
+            return web.Response(body=json_tensors.dumps(await compute()), content_type="application/json")
         except ServingError as error:
             return error_response(_http_status(error), str(error))
-        except _Unimplemented as error:
-            return error_response(501, str(error))
         except web.HTTPRequestEntityTooLarge as error:
             return error_response(413, error.text or "request body too large")
         except Exception:
             _log.exception("unexpected error in REST handler")
             return error_response(500, "internal server error (logged on the server)")
-
-
-class _Unimplemented(Exception):
-    pass
 
 
 def _version(version_text: str | None, label: str | None) -> int | str | None:
@@ -235,10 +243,8 @@ def _signature(body: dict[str, Any]) -> str:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
-    try:
-        body = await asyncio.to_thread(json.loads, raw) if len(raw) > _OFF_LOOP_JSON_BYTES else json.loads(raw)
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
-        raise InvalidInputError(f"JSON Parse error: {error}") from None
+    loads = json_tensors.loads
+    body = await asyncio.to_thread(loads, raw) if len(raw) > _OFF_LOOP_JSON_BYTES else loads(raw)
     if not isinstance(body, dict):
         raise InvalidInputError("the request body must be a JSON object")
     return body
