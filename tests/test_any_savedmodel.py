@@ -67,7 +67,7 @@ def server(corpus: dict[str, Path]) -> Iterator[ServerProcess]:
     config.write_text(f"model_config_list {{\n{entries}}}\n")
     with ServerProcess(
         corpus["half_plus_two"].parent, f"--model_config_file={config}", "--enable_batching=true",
-        "--max_batch_size=8", "--batch_timeout_micros=20000", model_name="ignored",
+        "--max_batch_size=8", "--allowed_batch_sizes=4,8", "--batch_timeout_micros=20000", model_name="ignored",
     ) as running:
         yield running
 
@@ -124,6 +124,15 @@ def test_a_tensor_shorter_than_its_shape_repeats_its_last_value(stub):
     tensor.float_val.extend([2.0])
     outputs = outputs_of(stub.Predict(request, timeout=30))
     np.testing.assert_allclose(outputs["y"], [[3.0], [3.0], [3.0]])
+
+
+def test_a_request_larger_than_a_batch_is_split_and_padded(stub, corpus, server):
+    """11 rows with max_batch_size 8 and allowed sizes 4, 8: batches of 8 and 3 (padded to 4), joined again."""
+    x = np.linspace(-2, 2, 44, dtype=np.float32).reshape(11, 4)
+    padded_before = server.metric_value("inference_padded_batch_size_sum", 'model="keras"')
+    assert_same(outputs_of(predict(stub, "keras", {KERAS_INPUT_KEY: x})),
+                run_in_process(corpus["keras"], **{KERAS_INPUT_KEY: x}))
+    assert server.metric_value("inference_padded_batch_size_sum", 'model="keras"') - padded_before == 12
 
 
 def test_tf2_unknown_shape_signature_runs_unbatched(stub, corpus):
