@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import prediction_log_pb2
 
 from .errors import InvalidInputError
-from .grpc_api import converters
+from . import image_inputs
 from .signatures import (
     ENCODED_IMAGES_SIGNATURE,
     INPUT_KEY_BY_SIGNATURE,
@@ -57,7 +57,7 @@ def read_warmup_requests(version_dir: Path) -> list[WarmupRequest]:
 def _request_of(log: prediction_log_pb2.PredictionLog) -> WarmupRequest:
     kind = log.WhichOneof("log_type")
     if kind == "classify_log":
-        return WarmupRequest(images=converters.image_bytes_from_input(log.classify_log.request.input))
+        return WarmupRequest(images=image_inputs.image_bytes_from_input(log.classify_log.request.input))
     if kind != "predict_log":
         raise InvalidInputError(f"{kind or 'an empty log'} cannot warm up an image classifier; record predict_log or classify_log")
     request = log.predict_log.request
@@ -67,10 +67,10 @@ def _request_of(log: prediction_log_pb2.PredictionLog) -> WarmupRequest:
         raise InvalidInputError(f"predict_log needs signature {sorted(INPUT_KEY_BY_SIGNATURE)} and its input")
     tensor = request.inputs[input_key]
     if signature == PIXELS_SIGNATURE:
-        return WarmupRequest(pixels=converters.float_array(tensor, input_key))
-    values = converters.string_vector(tensor, input_key)
+        return WarmupRequest(pixels=image_inputs.float_array(tensor, input_key))
+    values = image_inputs.string_vector(tensor, input_key)
     if signature != ENCODED_IMAGES_SIGNATURE:
-        values = converters.image_bytes_from_serialized_examples(values, input_key)
+        values = image_inputs.image_bytes_from_serialized_examples(values, input_key)
     return WarmupRequest(images=values)
 
 

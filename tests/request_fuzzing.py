@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import classification_pb2, predict_pb2
 
 from service.errors import InvalidInputError
-from service.grpc_api import converters
+from service import image_inputs
 from service.image_limits import ImageTooLargeError, check_pixel_count
 
 ACCEPTABLE = (DecodeError, InvalidInputError, ImageTooLargeError)
@@ -26,15 +26,15 @@ def decode_predict(data: bytes) -> int:
     decoded = 0
     for key, tensor in request.inputs.items():
         if key == "pixels":
-            array = converters.float_array(tensor, key)
+            array = image_inputs.float_array(tensor, key)
             assert array.dtype.name == "float32"
             assert list(array.shape) == [d.size for d in tensor.tensor_shape.dim]
             decoded += array.size
             continue
-        values = converters.string_vector(tensor, key)
+        values = image_inputs.string_vector(tensor, key)
         assert len(values) == tensor.tensor_shape.dim[0].size
         if key == "inputs":
-            values = converters.image_bytes_from_serialized_examples(values, key)
+            values = image_inputs.image_bytes_from_serialized_examples(values, key)
         for value in values:
             assert isinstance(value, bytes)
             check_pixel_count(value, MAX_PIXELS)
@@ -45,7 +45,7 @@ def decode_predict(data: bytes) -> int:
 def decode_classify(data: bytes) -> int:
     request = classification_pb2.ClassificationRequest()
     request.ParseFromString(data)
-    images = converters.image_bytes_from_input(request.input)
+    images = image_inputs.image_bytes_from_input(request.input)
     for image in images:
         check_pixel_count(image, MAX_PIXELS)
     return len(images)

@@ -1,4 +1,4 @@
-"""Property tests for request decoding (service/grpc_api/converters.py and the image header check):
+"""Property tests for request decoding (service/grpc_api/image_inputs.py and the image header check):
 whatever the tensors or bytes, decoding returns values consistent with the declared shape or raises an
 error the server maps to INVALID_ARGUMENT; nothing else escapes. A short run of the fuzz target is
 included here; scripts/fuzz_request_decoding.py runs it for 100,000+ inputs."""
@@ -17,7 +17,7 @@ from tensorflow_serving.apis import predict_pb2  # noqa: E402
 
 from request_fuzzing import ACCEPTABLE, decode_request  # noqa: E402
 from service.errors import InvalidInputError  # noqa: E402
-from service.grpc_api import converters  # noqa: E402
+from service import image_inputs  # noqa: E402
 
 DTYPES = [types_pb2.DT_STRING, types_pb2.DT_FLOAT, types_pb2.DT_INT32, types_pb2.DT_HALF, 0, 9999]
 dims = st.lists(st.integers(-3, 6) | st.sampled_from([2**31, 2**62]), max_size=4)
@@ -42,7 +42,7 @@ def tensors(draw: st.DrawFn) -> tensor_pb2.TensorProto:
 @given(tensors())
 def test_string_vector_matches_its_declared_shape_or_is_refused(tensor):
     try:
-        values = converters.string_vector(tensor, "images")
+        values = image_inputs.string_vector(tensor, "images")
     except InvalidInputError as error:
         assert "'images'" in str(error)
         return
@@ -55,7 +55,7 @@ def test_string_vector_matches_its_declared_shape_or_is_refused(tensor):
 @given(tensors())
 def test_float_array_matches_its_declared_shape_or_is_refused(tensor):
     try:
-        array = converters.float_array(tensor, "pixels")
+        array = image_inputs.float_array(tensor, "pixels")
     except InvalidInputError as error:
         assert "'pixels'" in str(error)
         return
@@ -84,7 +84,7 @@ def serialized_examples(draw: st.DrawFn) -> bytes:
 @given(st.lists(serialized_examples(), max_size=4))
 def test_examples_yield_one_image_each_or_name_the_bad_one(serialized):
     try:
-        images = converters.image_bytes_from_serialized_examples(serialized, "inputs")
+        images = image_inputs.image_bytes_from_serialized_examples(serialized, "inputs")
     except InvalidInputError as error:
         assert "inputs[" in str(error)
         return

@@ -5,37 +5,15 @@ from __future__ import annotations
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, status_pb2
 
-from ..errors import InvalidInputError, ModelNotFoundError, PermissionDeniedError
+from ..errors import InvalidInputError, PermissionDeniedError
+from ..grpc_support import maps_errors_to_status
+from ..model_info import model_status_response
 from ..model_config import sources_from_config
-from ..model_manager import ModelManager, VersionState
+from ..model_manager import ModelManager
 from ..runtime import ModelLoadError
 from .prediction_service import requested_version
-from .status import maps_errors_to_status
 
-_State = get_model_status_pb2.ModelVersionStatus.State
 _ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
-
-
-def model_status_response(
-    models: ModelManager, name: str, version: int | str | None
-) -> get_model_status_pb2.GetModelStatusResponse:
-    """Every version of `name` the server knows (or just `version`, a number or a label), with TF Serving's
-    states; shared with REST."""
-    versions = models.versions(name)
-    if isinstance(version, str):
-        version = models.version_for_label(name, version)
-    if version is not None:
-        versions = [v for v in versions if v.version == version]
-        if not versions:  # TF Serving's wording (get_model_status_impl)
-            raise ModelNotFoundError(f"Could not find version {version} of model {name}", model_name=name, version=version)
-    response = get_model_status_pb2.GetModelStatusResponse()
-    for served in versions:
-        status = response.model_version_status.add(version=served.version, state=_State.Value(served.state.value))
-        status.status.error_code = _ERROR_CODES["OK"].number
-        if served.error:
-            status.status.error_code = _ERROR_CODES["INTERNAL"].number  # the version failed to load
-            status.status.error_message = served.error
-    return response
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):

@@ -6,7 +6,6 @@ contract takes its image signatures through the image fast path (decode pool, id
 
 from __future__ import annotations
 
-import asyncio
 from typing import Sequence
 
 import grpc
@@ -22,11 +21,13 @@ from tensorflow_serving.apis import (
 
 from ..dataplane import Classification, DataPlane, RegressResult
 from ..errors import InvalidInputError
+from ..grpc_support import deadline_of, maps_errors_to_status
+from ..model_info import model_metadata_response, response_spec
 from ..model_manager import ServedVersion
 from ..tensors import tensor_proto
 from ..tensors.spec import CLASSIFY_METHOD, REGRESS_METHOD
+from .. import image_inputs
 from . import converters
-from .status import maps_errors_to_status
 
 from ..signatures import (  # re-exported: tests import them from here
     DEFAULT_SIGNATURE,
@@ -44,32 +45,6 @@ def requested_version(model_spec: model_pb2.ModelSpec) -> int | str | None:
     if model_spec.HasField("version"):
         return model_spec.version.value
     return model_spec.version_label or None
-
-
-def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
-    """The client's deadline on the event loop's clock, so queued items past it are never computed."""
-    remaining = context.time_remaining()
-    if remaining is None:
-        return None
-    return asyncio.get_running_loop().time() + remaining
-
-
-def response_spec(model_name: str, version: int, signature_name: str) -> model_pb2.ModelSpec:
-    spec = model_pb2.ModelSpec(name=model_name, signature_name=signature_name)
-    spec.version.value = version
-    return spec
-
-
-def model_metadata_response(served: ServedVersion) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    """The version's SignatureDefs as TF Serving returns them; shared with REST."""
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for signature_name, signature_def in served.runtime.signature_defs.items():  # type: ignore[union-attr]
-        signature_map.signature_def[signature_name].CopyFrom(signature_def)
-    response = get_model_metadata_pb2.GetModelMetadataResponse(
-        model_spec=response_spec(served.name, served.version, "")
-    )
-    response.metadata["signature_def"].Pack(signature_map)
-    return response
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -106,12 +81,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         tensor = inputs[input_key]
         deadline = deadline_of(context)
         if signature == PIXELS_SIGNATURE:
-            pixels = converters.float_array(tensor, input_key)
+            pixels = image_inputs.float_array(tensor, input_key)
             result = await self._dataplane.classify_pixels(served, pixels, input_name=input_key, deadline=deadline)
         else:
-            values = converters.string_vector(tensor, input_key)
+            values = image_inputs.string_vector(tensor, input_key)
             if signature == SERIALIZED_EXAMPLES_SIGNATURE:
-                values = converters.image_bytes_from_serialized_examples(values, input_key)
+                values = image_inputs.image_bytes_from_serialized_examples(values, input_key)
             result = await self._dataplane.classify_images(served, values, input_name=input_key, deadline=deadline)
         return self._predict_response(result, signature, wanted_outputs)
 
@@ -159,7 +134,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 model_spec=response_spec(classified.model_name, classified.model_version, classified.signature_name),
                 result=converters.classification_result_of(classified.rows),
             )
-        images = converters.image_bytes_from_input(request.input)
+        images = image_inputs.image_bytes_from_input(request.input)
         result = await self._dataplane.classify_images(
             served, images, input_name="input.examples", deadline=deadline_of(context)
         )

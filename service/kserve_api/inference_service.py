@@ -23,8 +23,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from ..dataplane import Classification, DataPlane
 from ..errors import InvalidInputError, ModelNotFoundError, ServingError
-from ..grpc_api.prediction_service import deadline_of
-from ..grpc_api.status import maps_errors_to_status
+from ..grpc_support import deadline_of, maps_errors_to_status
 from ..model_manager import ServedVersion, VersionState
 from ..signatures import DEFAULT_SIGNATURE, OUTPUT_KEYS, PIXELS_SIGNATURE
 from ..tensors import v2

@@ -31,9 +31,8 @@ from ..errors import (
     ServingError,
     UnavailableError,
 )
-from ..grpc_api.converters import image_bytes_from_serialized_examples
-from ..grpc_api.model_service import model_status_response
-from ..grpc_api.prediction_service import model_metadata_response
+from ..image_inputs import image_bytes_from_serialized_examples
+from ..model_info import model_metadata_response, model_status_response
 from ..metrics import METRICS_PATHS
 from ..model_manager import ServedVersion
 from ..signatures import DEFAULT_SIGNATURE, INPUT_KEY_BY_SIGNATURE, PIXELS_SIGNATURE, SERIALIZED_EXAMPLES_SIGNATURE

@@ -1,14 +1,16 @@
-"""Serving errors → gRPC status codes, applied once around every handler."""
+"""What every gRPC protocol adapter (TF Serving's and KServe v2) needs alike: serving errors as gRPC status
+codes, applied once around every handler, and the client's deadline on the event loop's clock."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
 
-from ..errors import (
+from .errors import (
     code_for,
     DeadlineExceededError,
     FailedPreconditionError,
@@ -57,3 +59,11 @@ def maps_errors_to_status(handler: Handler) -> Handler:
             await context.abort(grpc.StatusCode.INTERNAL, "internal server error (logged on the server)")
 
     return wrapper  # type: ignore[return-value]
+
+
+def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
+    """The client's deadline on the event loop's clock, so queued items past it are never computed."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return asyncio.get_running_loop().time() + remaining
