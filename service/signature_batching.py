@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Callable, Hashable, Sequence
+from typing import Callable, Hashable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
@@ -133,29 +133,30 @@ class SignatureRunner:
         return results
 
 
+Owner = TypeVar("Owner")
+
+
+def _spans(rows: Iterable[tuple[Owner, int]]) -> list[tuple[Owner, int, int]]:
+    """(owner, row) pairs as (owner, first row, end row) spans of consecutive rows of the same owner."""
+    spans: list[tuple[Owner, int, int]] = []
+    for owner, row in rows:
+        if spans and spans[-1][0] is owner and spans[-1][2] == row:
+            spans[-1] = (owner, spans[-1][1], row + 1)
+        else:
+            spans.append((owner, row, row + 1))
+    return spans
+
+
 def _runs(items: Sequence[Row]) -> list[tuple[RequestTensors, int, int]]:
     """The batch as (request, first row, end row) runs: a request's rows arrive consecutive and in order."""
-    runs: list[tuple[RequestTensors, int, int]] = []
-    for item in items:
-        if runs and runs[-1][0] is item.request and runs[-1][2] == item.index:
-            request, start, _ = runs[-1]
-            runs[-1] = (request, start, item.index + 1)
-        else:
-            runs.append((item.request, item.index, item.index + 1))
-    return runs
+    return _spans((item.request, item.index) for item in items)
 
 
 def gather(results: Sequence[RowResult], output_count: int) -> list[np.ndarray]:
     """A request's outputs from its rows' results: one slice per batch it rode in, joined."""
     if len(results) == 1 and results[0].row == WHOLE_REQUEST:
         return list(results[0].outputs)
-    spans: list[tuple[tuple[np.ndarray, ...], int, int]] = []
-    for result in results:
-        if spans and spans[-1][0] is result.outputs and spans[-1][2] == result.row:
-            outputs, start, _ = spans[-1]
-            spans[-1] = (outputs, start, result.row + 1)
-        else:
-            spans.append((result.outputs, result.row, result.row + 1))
+    spans = _spans((result.outputs, result.row) for result in results)
     gathered = []
     for position in range(output_count):
         parts = [outputs[position][start:stop] for outputs, start, stop in spans]

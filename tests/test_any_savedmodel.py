@@ -556,3 +556,62 @@ def test_hostile_tensors_are_refused_and_the_server_keeps_serving(stub, case):
     assert fragment in refused.value.details()
     good = outputs_of(predict(stub, "half_plus_two", {"x": np.array([[2.0]], np.float32)}))
     assert good["y"].tolist() == [[3.0]]
+
+
+# -- every model, every protocol -------------------------------------------------------------------------------
+
+
+def _sample_inputs(model: str) -> dict[str, np.ndarray]:
+    """One request's inputs for each corpus model's default signature."""
+    from model_corpus import make_example
+
+    if model == "half_plus_two":
+        return {"x": np.array([[1.0], [3.0]], np.float32)}
+    if model == "tf2_module":
+        return {"x": np.arange(12, dtype=np.float32).reshape(2, 3, 2)}
+    if model == "keras":
+        return {KERAS_INPUT_KEY: np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)}
+    if model == "multi_io":
+        return multi_io_example_inputs()
+    if model == "no_batch":
+        return {"matrix": np.array([[2.0, 1.0], [1.0, 3.0]], np.float32)}
+    examples = [make_example(**{"image/encoded": image}) for image in encode_test_jpegs(2, size=40)]
+    return {"inputs": np.array(examples, dtype=object)}
+
+
+def _to_json(array: np.ndarray):
+    from rest_client import b64
+
+    if array.dtype == object:
+        return np.vectorize(b64, otypes=[object])(array).tolist()
+    return array.tolist()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest", "kserve"])
+@pytest.mark.parametrize("model", sorted(BUILDERS))
+def test_every_model_answers_as_in_process_on_every_protocol(server, stub, triton, corpus, model, protocol):
+    inputs = _sample_inputs(model)
+    expected = run_in_process(corpus[model], **inputs)
+    if protocol == "grpc":
+        assert_same(outputs_of(predict(stub, model, inputs)), expected)
+        return
+    if protocol == "kserve":
+        result = triton_infer(triton, model, inputs)
+        actual = {name: result.as_numpy(name) for name in expected}
+        for name, value in expected.items():
+            if value.dtype == object:
+                assert actual[name].reshape(value.shape).tolist() == value.tolist(), name
+            else:
+                assert actual[name].dtype == value.dtype, name
+                np.testing.assert_allclose(actual[name].astype(np.float64), value.astype(np.float64), rtol=1e-6)
+        return
+    status, body = rest(server, model, "predict", {"inputs": {name: _to_json(value) for name, value in inputs.items()}})
+    assert status == 200, body
+    outputs = body["outputs"] if len(expected) > 1 else {next(iter(expected)): body["outputs"]}
+    for name, value in expected.items():
+        if value.dtype == object:
+            texts = np.vectorize(lambda item: item.decode(), otypes=[object])(value)
+            assert outputs[name] == texts.tolist(), name
+        else:
+            np.testing.assert_allclose(np.array(outputs[name], np.float64), value.astype(np.float64), rtol=1e-6,
+                                       err_msg=name)
