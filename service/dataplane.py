@@ -486,8 +486,9 @@ def _wanted_outputs(spec: SignatureSpec, output_filter: Sequence[str]) -> list[s
 
 
 def _checked_inputs(spec: SignatureSpec, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    """The inputs in the signature's order, each of the signature's type and shape (TF Serving's wording for
-    names; ours, naming the input, for types and shapes, which TF would only report from inside the graph)."""
+    """The inputs in the signature's order, each of the signature's type and, where the model enforces them, its
+    shape (TF Serving's wording for names; ours, naming the input, for types and shapes, which TF would only
+    report from inside the graph)."""
     if len(inputs) != len(spec.inputs) or any(name not in spec.inputs for name in inputs):
         for name in inputs:
             if name not in spec.inputs:
@@ -509,7 +510,7 @@ def _checked_inputs(spec: SignatureSpec, inputs: Mapping[str, np.ndarray]) -> tu
             raise InvalidInputError(
                 f"input '{name}' is {got}; signature '{spec.name}' takes {tensor.dtype.tf_name}"
             )
-        if tensor.shape is not None and (
+        if spec.shapes_enforced and tensor.shape is not None and (
             array.ndim != len(tensor.shape)
             or any(want >= 0 and want != got for want, got in zip(tensor.shape, array.shape))
         ):
@@ -530,6 +531,11 @@ def _tf_enum_of(array: np.ndarray) -> int:
 
 def _row_count(spec: SignatureSpec, arrays: Sequence[np.ndarray], max_rows: int) -> int:
     """The batch size every input agrees on (dimension 0), within the per-request limit."""
+    for name, array in zip(spec.inputs, arrays):
+        if array.ndim == 0:  # TF Serving's batching session wording
+            raise InvalidInputError(
+                f"Batching session Run() input tensors must have at least one dimension: input '{name}' is a scalar"
+            )
     sizes = {name: array.shape[0] for name, array in zip(spec.inputs, arrays)}
     rows = next(iter(sizes.values()))
     if any(size != rows for size in sizes.values()):

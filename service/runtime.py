@@ -93,10 +93,8 @@ def configure_tensorflow(intra_op_threads: int = 0, inter_op_threads: int = 0) -
 DEFAULT_TAGS = ("serve",)
 
 
-def read_signature_defs(
-    version_dir: Path, tags: Sequence[str] = DEFAULT_TAGS
-) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """The SignatureDefs of the MetaGraph tagged `tags`, as stored in saved_model.pb, for GetModelMetadata."""
+def read_meta_graph(version_dir: Path, tags: Sequence[str] = DEFAULT_TAGS) -> meta_graph_pb2.MetaGraphDef:
+    """The MetaGraph tagged `tags`, as stored in saved_model.pb (its SignatureDefs answer GetModelMetadata)."""
     saved_model = saved_model_pb2.SavedModel()
     try:
         saved_model.ParseFromString((version_dir / "saved_model.pb").read_bytes())
@@ -106,7 +104,7 @@ def read_signature_defs(
         raise ModelLoadError(f"{version_dir}: saved_model.pb holds no MetaGraph")
     for meta_graph in saved_model.meta_graphs:
         if set(meta_graph.meta_info_def.tags) == set(tags):
-            return dict(meta_graph.signature_def)
+            return meta_graph
     found = [sorted(meta_graph.meta_info_def.tags) for meta_graph in saved_model.meta_graphs]
     raise ModelLoadError(
         f"{version_dir}: no MetaGraph tagged {sorted(tags)} (--saved_model_tags); the SavedModel has {found}"
@@ -121,12 +119,16 @@ class ModelRuntime:
         self.version_dir = version_dir
         if not (version_dir / "saved_model.pb").is_file():
             raise ModelLoadError(f"{version_dir}: no saved_model.pb")
-        self.signature_defs = read_signature_defs(version_dir, tags)
+        meta_graph = read_meta_graph(version_dir, tags)
+        self.signature_defs = dict(meta_graph.signature_def)
+        # A TF1 graph (no object graph) feeds its signature tensors as a Session does, whatever their static
+        # shapes say, as TF Serving does: `{"instances": [1.0, 2.0]}` into half_plus_two's x of shape [-1, 1].
+        shapes_enforced = bool(meta_graph.object_graph_def.nodes)
         self.signatures: dict[str, SignatureSpec] = {}
         self.unusable_signatures: dict[str, str] = {}  # name -> why requests cannot call it
         for name, signature_def in self.signature_defs.items():
             try:
-                self.signatures[name] = signature_spec(name, signature_def)
+                self.signatures[name] = signature_spec(name, signature_def, shapes_enforced=shapes_enforced)
             except UnsupportedSignatureError as error:
                 self.unusable_signatures[name] = str(error)
         try:

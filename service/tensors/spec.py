@@ -39,6 +39,8 @@ class SignatureSpec:
     method_name: str
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
+    # False for a TF1 graph: its tensors are fed whatever their declared shapes (a Session does not check)
+    shapes_enforced: bool = True
 
     @property
     def batchable(self) -> bool:
@@ -56,11 +58,14 @@ def tensor_spec(name: str, info: meta_graph_pb2.TensorInfo, where: str) -> Tenso
     return TensorSpec(name, dtype, shape)
 
 
-def signature_spec(name: str, signature_def: meta_graph_pb2.SignatureDef) -> SignatureSpec:
+def signature_spec(
+    name: str, signature_def: meta_graph_pb2.SignatureDef, *, shapes_enforced: bool = True
+) -> SignatureSpec:
     """Raises UnsupportedSignatureError for a tensor type requests cannot carry."""
     return SignatureSpec(
         name=name,
         method_name=signature_def.method_name,
         inputs={key: tensor_spec(key, info, f"signature '{name}' input") for key, info in signature_def.inputs.items()},
         outputs={key: tensor_spec(key, info, f"signature '{name}' output") for key, info in signature_def.outputs.items()},
+        shapes_enforced=shapes_enforced,
     )
