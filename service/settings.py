@@ -36,7 +36,7 @@ TF_SERVING_FLAGS_WITHOUT_EFFECT = (
     "xla_cpu_compilation_enabled", "enable_profiler", "skip_initialize_tpu", "mixed_precision",
     "tensorflow_session_config_file", "thread_pool_factory_config_file",
     "allow_version_labels_for_unavailable_models", "enable_grpc_healthcheck_service",
-    "enable_serialization_as_tensor_content", "use_tflite_model", "gpu_id",
+    "use_tflite_model", "gpu_id",
 )
 # tensorflow_model_server flags that would change what is served, or how safely, if honoured; ignoring
 # them silently would mislead, so setting one (to anything but its default) stops start-up with a reason.
@@ -86,6 +86,8 @@ class ServerSettings:
     grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()  # extra gRPC server channel arguments
     rest_api_timeout_in_ms: int = 30_000  # a REST request's deadline; 0: none
     enable_model_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests at load
+    # Predict answers numbers in tensor_content instead of the typed *_val fields (TF Serving's default: false)
+    enable_serialization_as_tensor_content: bool = False
     saved_model_tags: tuple[str, ...] = ("serve",)  # the MetaGraph loaded from each SavedModel
     enable_model_config_reload: bool = False  # ModelService.HandleReloadConfigRequest may replace the models
     model_config_file_poll_wait_seconds: float = 0.0  # re-read --model_config_file this often; 0: never
@@ -338,6 +340,11 @@ def build_argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--enable_model_warmup", help="replay assets.extra/tf_serving_warmup_requests at load (default true)",
+        **bool_flag,
+    )
+    parser.add_argument(
+        "--enable_serialization_as_tensor_content",
+        help="Predict answers numbers packed in tensor_content instead of the typed *_val fields (default false)",
         **bool_flag,
     )
     parser.add_argument(

@@ -109,6 +109,7 @@ def test_tf1_half_plus_two_predicts_like_the_saved_model(stub, corpus):
     x = np.array([[1.0], [2.0], [5.0]], dtype=np.float32)
     response = predict(stub, "half_plus_two", {"x": x})
     assert_same(outputs_of(response), run_in_process(corpus["half_plus_two"], x=x))
+    assert list(response.outputs["y"].float_val) == [2.5, 3.0, 4.5]  # TF Serving's default: typed values
     assert response.model_spec.name == "half_plus_two"
     assert response.model_spec.signature_name == "serving_default"
     assert response.model_spec.version.value == 1
@@ -356,14 +357,17 @@ def test_metadata_returns_the_signature_def_map_of_any_model(stub, corpus):
 
 def test_saved_model_tags_pick_the_metagraph(tmp_path):
     """--saved_model_tags loads the MetaGraph with exactly those tags; a model without it is refused, naming
-    the tag sets it has."""
+    the tag sets it has. (The same server answers in tensor_content, as asked.)"""
     base = tmp_path / "tagged"
     write_half_plus_two_tf1(base, tags=("serve", "gpu"))
-    with ServerProcess(base, "--saved_model_tags=serve,gpu", model_name="tagged") as tagged:
+    with ServerProcess(base, "--saved_model_tags=serve,gpu", "--enable_serialization_as_tensor_content=true",
+                       model_name="tagged") as tagged:
         with tagged.channel() as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             x = np.array([[4.0]], dtype=np.float32)
-            assert outputs_of(predict(stub, "tagged", {"x": x}))["y"].tolist() == [[4.0]]
+            response = predict(stub, "tagged", {"x": x})
+            assert outputs_of(response)["y"].tolist() == [[4.0]]
+            assert response.outputs["y"].tensor_content and not response.outputs["y"].float_val
     from service.runtime import ModelLoadError, ModelRuntime
     with pytest.raises(ModelLoadError, match=r"no MetaGraph tagged \['serve'\].*\[\['gpu', 'serve'\]\]"):
         ModelRuntime(base / "1")

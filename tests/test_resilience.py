@@ -51,7 +51,7 @@ def pixels_request(image: np.ndarray) -> predict_pb2.PredictRequest:
 
 
 def scores_of(response: predict_pb2.PredictResponse) -> np.ndarray:
-    return np.frombuffer(response.outputs["scores"].tensor_content, "<f4")
+    return np.asarray(response.outputs["scores"].float_val, np.float32)  # TF Serving's default: typed values
 
 
 def rss_bytes(pid: int) -> int:

@@ -340,3 +340,16 @@ def test_a_few_values_cannot_stand_for_a_huge_tensor():
         getattr(tensor, field).append(value)
         with pytest.raises(InvalidInputError, match="filled in by repeating"):
             to_array(tensor, "x")
+
+
+@pytest.mark.parametrize("dtype", [d for d in BY_TF_ENUM.values() if not d.is_string], ids=lambda d: d.tf_name)
+def test_typed_field_output_reads_back_in_tensorflow(dtype: DType):
+    """TF Serving answers in the typed *_val fields by default; TensorFlow reads them back to the same array."""
+    values = np.arange(6).reshape(2, 3)
+    array = (values % 2 == 0) if dtype.numpy == np.bool_ else (values + 1j * values if dtype.numpy.kind == "c" else values)
+    array = np.asarray(array).astype(dtype.numpy)
+    tensor = tensor_pb2.TensorProto()
+    fill_proto(tensor, array, as_content=False)
+    assert not tensor.tensor_content and len(getattr(tensor, dtype.proto_field)) > 0
+    np.testing.assert_array_equal(tf.make_ndarray(tensor), array)
+    np.testing.assert_array_equal(to_array(tensor, "y"), array)

@@ -56,8 +56,9 @@ def fill_classes(tensor: tensor_pb2.TensorProto, predictions: Sequence[Predictio
         tensor.string_val.extend(prediction.classes)
 
 
-def fill_scores(tensor: tensor_pb2.TensorProto, predictions: Sequence[Prediction]) -> None:
-    """Write scores [N, k] into `tensor` in place, as packed little-endian float32 tensor_content."""
+def fill_scores(tensor: tensor_pb2.TensorProto, predictions: Sequence[Prediction], *, as_content: bool) -> None:
+    """Write scores [N, k] into `tensor` in place: float_val as TF Serving answers by default, or packed
+    little-endian tensor_content (`as_content`, --enable_serialization_as_tensor_content)."""
     if len(predictions) == 1:
         scores = predictions[0].scores.reshape(1, -1)
     else:
@@ -65,7 +66,10 @@ def fill_scores(tensor: tensor_pb2.TensorProto, predictions: Sequence[Prediction
     tensor.dtype = types_pb2.DT_FLOAT
     tensor.tensor_shape.dim.add(size=scores.shape[0])
     tensor.tensor_shape.dim.add(size=scores.shape[1])
-    tensor.tensor_content = scores.astype("<f4", copy=False).tobytes()
+    if as_content:
+        tensor.tensor_content = scores.astype("<f4", copy=False).tobytes()
+    else:
+        tensor.float_val.extend(scores.reshape(-1).tolist())
 
 
 def classification_result(predictions: Sequence[Prediction]) -> classification_pb2.ClassificationResult:

@@ -48,8 +48,9 @@ def requested_version(model_spec: model_pb2.ModelSpec) -> int | str | None:
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, *, tensor_content: bool = False) -> None:
         self._dataplane = dataplane
+        self._tensor_content = tensor_content  # numbers packed, not in the typed *_val fields TF Serving uses
 
     @maps_errors_to_status
     async def Predict(
@@ -88,7 +89,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             if signature == SERIALIZED_EXAMPLES_SIGNATURE:
                 values = image_inputs.image_bytes_from_serialized_examples(values, input_key)
             result = await self._dataplane.classify_images(served, values, input_name=input_key, deadline=deadline)
-        return self._predict_response(result, signature, wanted_outputs)
+        return self._predict_response(result, signature, wanted_outputs, self._tensor_content)
 
     async def _predict_tensors(
         self, served: ServedVersion, signature: str, request: predict_pb2.PredictRequest,
@@ -103,11 +104,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         response.model_spec.CopyFrom(response_spec(result.model_name, result.model_version, result.signature_name))
         for name, array in result.outputs.items():
-            tensor_proto.fill_proto(response.outputs[name], array)
+            tensor_proto.fill_proto(response.outputs[name], array, as_content=self._tensor_content)
         return response
 
     @staticmethod
-    def _predict_response(result: Classification, signature: str, outputs: Sequence[str]) -> predict_pb2.PredictResponse:
+    def _predict_response(
+        result: Classification, signature: str, outputs: Sequence[str], tensor_content: bool
+    ) -> predict_pb2.PredictResponse:
         response = predict_pb2.PredictResponse()
         spec = response.model_spec  # filled in place: no ModelSpec built and copied per response
         spec.name = result.model_name
@@ -116,7 +119,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if "classes" in outputs:
             converters.fill_classes(response.outputs["classes"], result.predictions)
         if "scores" in outputs:
-            converters.fill_scores(response.outputs["scores"], result.predictions)
+            converters.fill_scores(response.outputs["scores"], result.predictions, as_content=tensor_content)
         return response
 
     @maps_errors_to_status

@@ -203,11 +203,12 @@ def string_elements(array: np.ndarray) -> list[bytes]:
     return elements
 
 
-def fill_proto(tensor: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+def fill_proto(tensor: tensor_pb2.TensorProto, array: np.ndarray, *, as_content: bool = True) -> None:
     """Write `array` into `tensor` in place, replacing what it held (filling a response's own field saves a copy).
 
-    Numbers and bools go in `tensor_content`, strings in `string_val`. TypeError for an array no TensorProto
-    type holds (a server bug, not a client's).
+    Numbers and bools go in `tensor_content` (`as_content`), or in their typed `*_val` field as TF Serving
+    answers by default (clients read `outputs["y"].float_val`); strings always in `string_val`. TypeError for
+    an array no TensorProto type holds (a server bug, not a client's).
     """
     array = np.asarray(array)
     dtype = tensor_type(array)
@@ -218,8 +219,23 @@ def fill_proto(tensor: tensor_pb2.TensorProto, array: np.ndarray) -> None:
         tensor.tensor_shape.dim.add(size=size)
     if dtype.is_string:
         tensor.string_val.extend(string_elements(array))
-    elif array.size:
+    elif not array.size:
+        return
+    elif as_content:
         tensor.tensor_content = packed_bytes(array)
+    else:
+        getattr(tensor, dtype.proto_field).extend(_typed_values(array, dtype))
+
+
+def _typed_values(array: np.ndarray, dtype: DType) -> list:
+    """The values as the typed field holds them: half and bfloat16 as their 16-bit patterns, complex numbers
+    as interleaved (real, imaginary) pairs."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if dtype.proto_field == "half_val":
+        return flat.view(np.uint16).tolist()
+    if dtype.numpy.kind == "c":
+        return flat.view(np.float32 if dtype.numpy == np.complex64 else np.float64).tolist()
+    return flat.tolist()
 
 
 def from_array(array: np.ndarray) -> tensor_pb2.TensorProto:
