@@ -60,6 +60,24 @@ class ModelExecutionError(ServingError):
     """The model failed while running a batch: a server-side fault, not the client's."""
 
 
+# The canonical status of each error (gRPC's code names, which every protocol's metrics and logs use, so one
+# dashboard query covers gRPC, KServe v2 and REST).
+CANONICAL_CODES: dict[type[ServingError], str] = {
+    ModelNotFoundError: "NOT_FOUND",
+    InvalidInputError: "INVALID_ARGUMENT",
+    FailedPreconditionError: "FAILED_PRECONDITION",
+    ResourceExhaustedError: "RESOURCE_EXHAUSTED",
+    PermissionDeniedError: "PERMISSION_DENIED",
+    UnavailableError: "UNAVAILABLE",
+    DeadlineExceededError: "DEADLINE_EXCEEDED",
+    ModelExecutionError: "INTERNAL",
+}
+
+
+def canonical_code(error: ServingError) -> str:
+    return code_for(error, CANONICAL_CODES, "INTERNAL")
+
+
 def code_for(error: ServingError, codes: Mapping[type[ServingError], Code], default: Code) -> Code:
     """A protocol's code for `error`: that of its most specific class listed in `codes`, else `default`."""
     for error_type in type(error).__mro__:

@@ -10,30 +10,12 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
 
-from .errors import (
-    code_for,
-    DeadlineExceededError,
-    FailedPreconditionError,
-    InvalidInputError,
-    ModelExecutionError,
-    ModelNotFoundError,
-    PermissionDeniedError,
-    ResourceExhaustedError,
-    ServingError,
-    UnavailableError,
-)
+from .errors import CANONICAL_CODES, ServingError, code_for
 
 _log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[ServingError], grpc.StatusCode] = {
-    ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
-    InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
-    FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
-    ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
-    UnavailableError: grpc.StatusCode.UNAVAILABLE,
-    DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
-    ModelExecutionError: grpc.StatusCode.INTERNAL,
+    error: grpc.StatusCode[name] for error, name in CANONICAL_CODES.items()
 }
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])

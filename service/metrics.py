@@ -91,15 +91,15 @@ class ServingMetrics:
             "inference_batch_errors_total", "Batches whose model call raised", ["model"], registry=self.registry,
         )
         self.requests = Counter(
-            "inference_requests_total", "RPCs answered, by model, method and gRPC status code",
+            "inference_requests_total", "Requests answered (gRPC and REST), by model, method and canonical status code",
             ["model", "method", "code"], registry=self.registry,
         )
         self.request_seconds = Histogram(
-            "inference_request_seconds", "Time from receiving an RPC to answering it (any status code)",
+            "inference_request_seconds", "Time from receiving a request to answering it (any status code)",
             ["model", "method"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.inflight = Gauge(
-            "inference_inflight_requests", "RPCs received and not yet answered", ["model"], registry=self.registry,
+            "inference_inflight_requests", "Requests received and not yet answered", ["model"], registry=self.registry,
         )
         self.late_items = Counter(
             "inference_late_items_total",

@@ -24,6 +24,7 @@ from .dataplane import DataPlane
 from .grpc_api.model_service import ModelServicer
 from .grpc_api.prediction_service import PredictionServicer
 from .grpc_api.observability import RpcObserver
+from .observation import RequestObserver
 from .grpc_api.routing import MethodRouter
 from .grpc_api.undecodable import reject_undecodable_requests
 from .kserve_api.inference_service import SERVICE_NAME as KSERVE_SERVICE
@@ -93,13 +94,13 @@ class ModelServer:
             tracer=self.tracing.tracer,
         )
         self.health = HealthServicer()
-        self._observer = observer = RpcObserver(
+        self._observer = observer = RequestObserver(
             self.metrics, self.tracing.tracer,
             is_served=self.models.serves,
             access_log_enabled=settings.access_log,
         )
         # Innermost first: requests refused as undecodable are still counted, traced and logged.
-        self.router = router = MethodRouter([reject_undecodable_requests, observer.wrap])
+        self.router = router = MethodRouter([reject_undecodable_requests, RpcObserver(observer).wrap])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(
             self.dataplane, tensor_content=settings.enable_serialization_as_tensor_content), router)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models, reload_enabled=settings.enable_model_config_reload), router)
@@ -114,6 +115,7 @@ class ModelServer:
         self._grpc = grpc.aio.server(handlers=[router], options=grpc_server_options(settings))
         self.rest = RestServer(
             self.dataplane,
+            observer=observer,
             metrics_exposition=self.metrics.exposition,
             metrics_path=settings.prometheus_path,
             max_body_bytes=settings.grpc_max_message_bytes,

@@ -317,3 +317,51 @@ def test_grafana_dashboard_queries_only_metrics_the_server_exports() -> None:
     assert {"inference_requests", "inference_request_seconds", "inference_queue_depth", "inference_batch_size",
             "inference_rejected", "inference_model_ready"} <= used
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_rest_requests_are_observed_like_grpc_ones(traced_server) -> None:
+    """REST requests reach the same request metrics (method rest:<verb>, canonical codes), get an HTTP server
+    span continuing the client's W3C context from the headers, and one access-log line with its ids."""
+    from rest_client import b64
+
+    server, receiver = traced_server
+    header, trace_id, client_span_id = traceparent()
+    body = json.dumps({"signature_name": "predict_images", "instances": [b64(jpeg(4))]}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.metrics_port}/v1/models/{MODEL}:predict", data=body, method="POST",
+        headers={"Content-Type": "application/json", "traceparent": header},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    missing = urllib.request.Request(f"http://127.0.0.1:{server.metrics_port}/v1/models/no-such-model:predict",
+                                     data=body, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(missing, timeout=10)
+    assert refused.value.code == 404
+
+    text = server.metrics_text()
+    assert value(text, "inference_requests_total", model=MODEL, method="rest:predict", code="OK") >= 1
+    assert value(text, "inference_requests_total", model="_unknown", method="rest:predict", code="NOT_FOUND") == 1
+    assert value(text, "inference_request_seconds_count", model=MODEL, method="rest:predict") >= 1
+    assert "no-such-model" not in text
+
+    route = "POST /v1/models/{model_name}:predict"
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        mine = [s for s in spans if s.trace_id == trace_id]
+        return {route, f"batch {MODEL}"} <= {s.name for s in mine}
+
+    spans = [s for s in receiver.wait_for(complete) if s.trace_id == trace_id]
+    (span,) = [s for s in spans if s.name == route]
+    assert span.parent_span_id == client_span_id and span.kind == SERVER
+    assert span.attributes["http.request.method"] == "POST"
+    assert span.attributes["http.route"] == "/v1/models/{model_name}:predict"
+    assert span.attributes["http.response.status_code"] == 200
+    assert span.attributes["inference.model.name"] == MODEL
+    batches = [s for s in spans if s.name == f"batch {MODEL}"]
+    assert any(link.span_id == span.span_id for batch in batches for link in batch.links)
+
+    records = [json.loads(line) for line in server.log_lines if line.startswith("{")]
+    access = [r for r in records if r["logger"] == "service.access" and r.get("trace_id") == trace_id]
+    assert len(access) == 1 and access[0]["span_id"] == span.span_id
+    assert access[0]["code"] == "OK" and access[0]["http_status"] == 200 and access[0]["model"] == MODEL

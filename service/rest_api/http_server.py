@@ -15,26 +15,17 @@ import re
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from opentelemetry import propagate
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from ..dataplane import DataPlane
-from ..errors import (
-    code_for,
-    DeadlineExceededError,
-    FailedPreconditionError,
-    InvalidInputError,
-    ModelExecutionError,
-    ModelNotFoundError,
-    PermissionDeniedError,
-    ResourceExhaustedError,
-    ServingError,
-    UnavailableError,
-)
+from ..errors import InvalidInputError, ModelNotFoundError, ServingError, canonical_code
 from ..image_inputs import image_bytes_from_serialized_examples
 from ..model_info import model_metadata_response, model_status_response
 from ..metrics import METRICS_PATHS
 from ..model_manager import ServedVersion
+from ..observation import RequestObserver
 from ..signatures import DEFAULT_SIGNATURE, INPUT_KEY_BY_SIGNATURE, PIXELS_SIGNATURE, SERIALIZED_EXAMPLES_SIGNATURE
 from ..tensors import json_tensors
 from . import json_codec
@@ -48,15 +39,16 @@ _PREDICTION_PATH = re.compile(
 _STATUS_PATH = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?")
 
 # The HTTP status TF Serving answers for each gRPC code (ToHTTPStatusCode in its net_http adapter).
-HTTP_STATUS_BY_ERROR: dict[type[ServingError], int] = {
-    ModelNotFoundError: 404,
-    InvalidInputError: 400,
-    FailedPreconditionError: 400,
-    ResourceExhaustedError: 429,
-    PermissionDeniedError: 403,
-    UnavailableError: 503,
-    DeadlineExceededError: 504,
-    ModelExecutionError: 500,
+HTTP_STATUS_BY_CODE: dict[str, int] = {
+    "OK": 200,
+    "NOT_FOUND": 404,
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "RESOURCE_EXHAUSTED": 429,
+    "PERMISSION_DENIED": 403,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+    "INTERNAL": 500,
 }
 _OFF_LOOP_JSON_BYTES = 64 * 1024  # parse larger bodies in a thread: the loop keeps serving meanwhile
 
@@ -67,8 +59,6 @@ def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _http_status(error: ServingError) -> int:
-    return code_for(error, HTTP_STATUS_BY_ERROR, 500)
 
 
 def add_metrics_routes(app: web.Application, exposition: MetricsExposition, extra_path: str = "") -> None:
@@ -90,6 +80,7 @@ class RestServer:
         self,
         dataplane: DataPlane,
         *,
+        observer: RequestObserver | None = None,
         metrics_exposition: MetricsExposition | None = None,
         metrics_path: str = "",
         max_body_bytes: int = 64 * 1024 * 1024,
@@ -97,6 +88,7 @@ class RestServer:
         timeout_seconds: float = 0.0,
     ) -> None:
         self._dataplane = dataplane
+        self._observer = observer
         self._timeout_seconds = timeout_seconds  # TF Serving's --rest_api_timeout_in_ms; 0: no deadline
         self._app = web.Application(client_max_size=max_body_bytes)
         self._app.router.add_route("GET", "/v1/{path:.*}", self._handle_get)
@@ -126,8 +118,9 @@ class RestServer:
     async def _handle_get(self, request: web.Request) -> web.Response:
         match = _STATUS_PATH.fullmatch(request.path)
         if match is None or match.group(1) is None:
-            return error_response(404, f"Malformed request: GET {request.path}")
+            return await self._answer(request, None, "rest:unknown", "/v1/*", _malformed(request))
         name, version_text, label, metadata = match.groups()
+        route = "/v1/models/{model_name}" + ("/metadata" if metadata else "")
 
         async def answer() -> dict[str, Any]:
             version = _version(version_text, label)
@@ -140,13 +133,14 @@ class RestServer:
                 }
             return _as_json(model_status_response(self._dataplane.models, name, version))
 
-        return await self._answer(answer)
+        return await self._answer(request, name, "rest:metadata" if metadata else "rest:status", route, answer)
 
     async def _handle_post(self, request: web.Request) -> web.Response:
         match = _PREDICTION_PATH.fullmatch(request.path)
         if match is None:
-            return error_response(404, f"Malformed request: POST {request.path}")
+            return await self._answer(request, None, "rest:unknown", "/v1/*", _malformed(request))
         name, version_text, label, verb = match.groups()
+        verb = verb.lower()
 
         # The request's deadline counts from its arrival, as a gRPC deadline does.
         deadline = asyncio.get_running_loop().time() + self._timeout_seconds if self._timeout_seconds else None
@@ -155,9 +149,9 @@ class RestServer:
             version = _version(version_text, label)
             self._dataplane.model(name, version)  # NOT_FOUND before input errors, like TF Serving
             body = await _json_body(request)
-            if verb.lower() == "predict":
+            if verb == "predict":
                 return await self._predict(name, version, body, deadline)
-            if verb.lower() == "classify":
+            if verb == "classify":
                 return await self._classify(name, version, body, deadline)
             served = self._dataplane.model(name, version)  # resolved again: the body was read since
             regressed = await self._dataplane.regress_examples(
@@ -165,7 +159,7 @@ class RestServer:
             )
             return json_tensors.regress_response(regressed.values)
 
-        return await self._answer(answer)
+        return await self._answer(request, name, f"rest:{verb}", f"/v1/models/{{model_name}}:{verb}", answer)
 
     async def _predict(
         self, name: str, version: int | str | None, body: dict[str, Any], deadline: float | None
@@ -212,18 +206,69 @@ class RestServer:
         result = await self._dataplane.classify_images(served, images, input_name="examples", deadline=deadline)
         return json_codec.classify_body(result.predictions)
 
-    @staticmethod
-    async def _answer(compute: Callable[[], Awaitable[dict[str, Any]]]) -> web.Response:
-        """Run a handler body; map every failure onto TF Serving's {"error": ...} with its HTTP status."""
+    async def _answer(
+        self, request: web.Request, model: str | None, method: str, route: str,
+        compute: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> web.Response:
+        """Run a handler body, observed like every gRPC request (metrics, server span, access log); map every
+        failure onto TF Serving's {"error": ...} with its HTTP status."""
+        observer = self._observer
+        if observer is None:
+            return (await _respond(compute))[0]
+        traced = observer.tracing
+        observation = observer.begin(
+            model=observer.model_label(model), method=method, span_name=f"{request.method} {route}",
+            parent=propagate.extract(request.headers) if traced else None,
+            attributes=_http_attributes(request, route) if traced else None,
+        )
+        code = "UNKNOWN"
         try:
-            return web.Response(body=json_tensors.dumps(await compute()), content_type="application/json")
-        except ServingError as error:
-            return error_response(_http_status(error), str(error))
-        except web.HTTPRequestEntityTooLarge as error:
-            return error_response(413, error.text or "request body too large")
-        except Exception:
-            _log.exception("unexpected error in REST handler")
-            return error_response(500, "internal server error (logged on the server)")
+            response, code = await _respond(compute)
+            return response
+        except asyncio.CancelledError:  # the client went away
+            code = "CANCELLED"
+            raise
+        finally:
+            status = HTTP_STATUS_BY_CODE.get(code, 500) if code != "CANCELLED" else 499
+            observation.finish(
+                code, server_error=status >= 500, span_attributes={"http.response.status_code": status},
+                log_extra={"peer": request.remote, "http_status": status} if observer.access_log_enabled else None,
+            )
+
+
+async def _respond(compute: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[web.Response, str]:
+    """The response and its canonical status code."""
+    try:
+        return web.Response(body=json_tensors.dumps(await compute()), content_type="application/json"), "OK"
+    except ServingError as error:
+        code = canonical_code(error)
+        return error_response(HTTP_STATUS_BY_CODE.get(code, 500), str(error)), code
+    except web.HTTPRequestEntityTooLarge as error:
+        return error_response(413, error.text or "request body too large"), "RESOURCE_EXHAUSTED"
+    except Exception:
+        _log.exception("unexpected error in REST handler")
+        return error_response(500, "internal server error (logged on the server)"), "INTERNAL"
+
+
+def _malformed(request: web.Request) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def refuse() -> dict[str, Any]:
+        raise ModelNotFoundError(f"Malformed request: {request.method} {request.path}")
+
+    return refuse
+
+
+def _http_attributes(request: web.Request, route: str) -> dict[str, Any]:
+    """OpenTelemetry's HTTP server span attributes."""
+    attributes: dict[str, Any] = {
+        "http.request.method": request.method, "http.route": route, "url.path": request.path,
+        "url.scheme": request.scheme,
+    }
+    if request.remote:
+        attributes["network.peer.address"] = request.remote
+    agent = request.headers.get("User-Agent")
+    if agent:
+        attributes["user_agent.original"] = agent
+    return attributes
 
 
 def _version(version_text: str | None, label: str | None) -> int | str | None:
