@@ -31,6 +31,11 @@ def model_status_response(
         if served.error:
             status.status.error_code = _ERROR_CODES["INTERNAL"].number  # the version failed to load
             status.status.error_message = served.error
+        elif served.stuck_since is not None:  # serving, but a model call is stuck: not ready
+            status.status.error_code = _ERROR_CODES["UNAVAILABLE"].number
+            status.status.error_message = (
+                "stuck: a batch ran past --batch_execution_timeout_seconds and none has completed since"
+            )
     return response
 
 

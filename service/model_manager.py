@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from batching import Batcher, BatchingParameters, BatchListener, DeadlinePolicy
+from batching import Batcher, BatchInfo, BatchingParameters, BatchListener, DeadlinePolicy, ListenerGroup
 
 from . import heap
 from .errors import InvalidInputError, ModelNotFoundError, UnavailableError, servable_not_found
@@ -53,6 +53,8 @@ class ServedVersion:
     batcher: Batcher[object, Prediction] | None = None  # the image fast path's (models with the image contract)
     signature_batchers: SignatureBatchers | None = None  # every other signature's, by signature and row shapes
     loaded_seconds: float = 0.0
+    # time.monotonic() when a batch first ran past --batch_execution_timeout_seconds, until a batch completes
+    stuck_since: float | None = None
     # Requests that picked this version and have not had their answer yet (see ModelManager.lease).
     in_flight: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -295,9 +297,9 @@ class ModelManager:
             )
             return
         if served.runtime.image_contract:
-            served.batcher = self._new_batcher(model.name, version, "", served.runtime.run_batch, self._batching)
+            served.batcher = self._new_batcher(served, "", served.runtime.run_batch, self._batching)
         served.signature_batchers = SignatureBatchers(
-            lambda label, run_batch, parameters: self._new_batcher(model.name, version, label, run_batch, parameters),
+            lambda label, run_batch, parameters: self._new_batcher(served, label, run_batch, parameters),
             self._batching,
         )
         served.loaded_seconds = time.perf_counter() - started
@@ -305,12 +307,15 @@ class ModelManager:
         _log.info("loaded model %s version %d in %.1f s", model.name, version, served.loaded_seconds)
 
     def _new_batcher(
-        self, name: str, version: int, label: str, run_batch: Callable[..., Sequence[object]],
+        self, served: ServedVersion, label: str, run_batch: Callable[..., Sequence[object]],
         parameters: BatchingParameters,
     ) -> Batcher:
-        listener = self._listener_factory(name, version) if self._listener_factory else None
+        listener: BatchListener = _StuckWatch(served)
+        if self._listener_factory:
+            listener = ListenerGroup(self._listener_factory(served.name, served.version), listener)
         return Batcher(
-            run_batch, parameters, name=f"{name}-v{version}{'-' + label if label else ''}", listener=listener,
+            run_batch, parameters, name=f"{served.name}-v{served.version}{'-' + label if label else ''}",
+            listener=listener,
             execution_timeout=self._batch_execution_timeout, deadline_policy=self._deadline_policy,
         )
 
@@ -390,6 +395,17 @@ class ModelManager:
             raise ModelNotFoundError(f"Could not find any versions of model {name}", model_name=name)
         return [model.versions[v] for v in sorted(model.versions)]
 
+    def stuck_seconds(self) -> dict[str, float]:
+        """Models with a version stuck in a model call (a batch past --batch_execution_timeout_seconds and no
+        batch completed since), and for how long."""
+        now = time.monotonic()
+        stuck: dict[str, float] = {}
+        for name, model in self._models.items():
+            for served in model.versions.values():
+                if served.stuck_since is not None and served.state is VersionState.AVAILABLE:
+                    stuck[name] = max(stuck.get(name, 0.0), now - served.stuck_since)
+        return stuck
+
     @property
     def model_names(self) -> list[str]:
         return sorted(self._models)
@@ -414,6 +430,25 @@ class ModelManager:
                     served.state = VersionState.UNLOADING
                     await _close_batchers(served)
                     served.state = VersionState.END
+
+
+class _StuckWatch(BatchListener):
+    """Marks a version stuck when a batch runs past the execution timeout, and well again when a batch
+    completes (the stuck call itself returning, or another batch thread getting through)."""
+
+    def __init__(self, served: ServedVersion) -> None:
+        self._served = served
+
+    def on_batch_timed_out(self, batch: BatchInfo, seconds: float) -> None:
+        if self._served.stuck_since is None:
+            self._served.stuck_since = time.monotonic()
+            _log.error("model %s version %d is stuck: a batch ran past %g s; reporting it not ready",
+                       self._served.name, self._served.version, seconds)
+
+    def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
+        if self._served.stuck_since is not None:
+            self._served.stuck_since = None
+            _log.info("model %s version %d completed a batch again: ready", self._served.name, self._served.version)
 
 
 async def _close_batchers(served: ServedVersion) -> None:

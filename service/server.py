@@ -45,6 +45,10 @@ PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["Predict
 MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 _SERVED = ("", PREDICTION_SERVICE, MODEL_SERVICE, KSERVE_SERVICE)
+# The gRPC health service a liveness probe asks: SERVING while the process can still answer; NOT_SERVING once a
+# model has been stuck longer than --stuck_model_liveness_seconds (readiness, the services above, goes first).
+LIVENESS_SERVICE = "liveness"
+HEALTH_WATCH_SECONDS = 0.5
 
 
 def grpc_server_options(settings: ServerSettings) -> list[tuple[str, int]]:
@@ -125,11 +129,13 @@ class ModelServer:
         self.grpc_port = 0
         self.metrics_port = 0  # the REST port: it serves /metrics too
         self._config_watcher: asyncio.Task[None] | None = None
+        self._health_watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Bind, report NOT_SERVING while the models load and warm up, then SERVING; then poll for versions."""
         for service in _SERVED:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         settings = self.settings
         tls = tls_material(settings)
 
@@ -160,6 +166,7 @@ class ModelServer:
             )
         for service in _SERVED:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._health_watcher = asyncio.get_running_loop().create_task(self._watch_health(), name="health-watcher")
         batching = settings.effective_batching
         _log.info(
             "ready: models=%s grpc=%s:%d metrics=%s:%d batching=%s max_batch_size=%d "
@@ -210,11 +217,38 @@ class ModelServer:
             except (OSError, ValueError, ModelLoadError) as error:
                 _log.error("--model_config_file %s not applied, still serving %s: %s", path, self.models.model_names, error)
 
+    async def _watch_health(self) -> None:
+        """A stuck model takes the pod out of rotation (readiness NOT_SERVING, per-model health too) until a batch
+        completes again; stuck longer than --stuck_model_liveness_seconds, liveness fails too, so Kubernetes
+        restarts the pod."""
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        ready, live, stuck_before = True, True, set()
+        limit = self.settings.stuck_model_liveness_seconds
+        while True:
+            await asyncio.sleep(HEALTH_WATCH_SECONDS)
+            stuck = self.models.stuck_seconds()
+            for name in stuck.keys() ^ stuck_before:
+                await self.health.set(name, not_serving if name in stuck else serving)
+            stuck_before = set(stuck)
+            if ready != (not stuck):
+                ready = not stuck
+                for service in _SERVED:
+                    await self.health.set(service, serving if ready else not_serving)
+            alive = not (limit and any(seconds > limit for seconds in stuck.values()))
+            if live != alive:
+                live = alive
+                await self.health.set(LIVENESS_SERVICE, serving if live else not_serving)
+                if not live:
+                    _log.error("models %s stuck longer than %g s: liveness fails, the pod should be restarted",
+                               sorted(stuck), limit)
+
     async def stop(self) -> None:
         """Drain: NOT_SERVING at once; after `shutdown_delay_seconds` refuse new RPCs (UNAVAILABLE) while
         in-flight and queued ones finish within `shutdown_grace_seconds`; then release the models."""
         if self._config_watcher is not None:
             self._config_watcher.cancel()
+        if self._health_watcher is not None:
+            self._health_watcher.cancel()
         await self.health.enter_graceful_shutdown()
         if self.settings.shutdown_delay_seconds:
             await asyncio.sleep(self.settings.shutdown_delay_seconds)

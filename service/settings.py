@@ -72,6 +72,8 @@ class ServerSettings:
     max_image_pixels: int = 25_000_000  # header-declared pixels per image; 0: no limit
     max_inflight_requests: int = 1024  # inference requests decoding, queued or running; 0: no limit
     batch_execution_timeout_seconds: float = 0.0  # a model call running longer fails its batch; 0: no limit
+    # A model stuck (past the execution timeout, no batch completed since) this long fails liveness; 0: never
+    stuck_model_liveness_seconds: float = 300.0
     # Requests with a deadline that cannot meet it are refused at once (RESOURCE_EXHAUSTED), never computed.
     refuse_unmeetable_deadlines: bool = True
     deadline_headroom: float = 0.1  # predicted times are stretched by this fraction before the comparison
@@ -271,6 +273,11 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch_execution_timeout_seconds", type=_non_negative_float,
         help="fail a batch whose model call runs longer, and report it (default 0: no limit)",
+    )
+    parser.add_argument(
+        "--stuck_model_liveness_seconds", type=_non_negative_float,
+        help="a model stuck this long (a batch past --batch_execution_timeout_seconds and none completed since) "
+        "turns the gRPC health service 'liveness' NOT_SERVING, so Kubernetes restarts the pod (default 300; 0: never)",
     )
     parser.add_argument(
         "--refuse_unmeetable_deadlines",

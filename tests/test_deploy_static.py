@@ -20,6 +20,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+
+from service.server import LIVENESS_SERVICE
 from dockerfile_parse import DockerfileParser
 from kubernetes_validate import utils as k8s_schemas
 
@@ -231,7 +233,11 @@ def test_ports_probes_and_drain_agree_with_the_server_flags(rendered, overlay):
     assert ports == {"grpc": settings.port, "http": settings.rest_api_port}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == settings.port, probe
-        assert container[probe]["grpc"].get("service", "") == ""  # the server reports overall health on ""
+    # Readiness on the overall health (""); liveness on the service that fails only for a long-stuck model.
+    assert container["readinessProbe"]["grpc"].get("service", "") == ""
+    assert container["startupProbe"]["grpc"].get("service", "") == ""
+    assert container["livenessProbe"]["grpc"]["service"] == LIVENESS_SERVICE
+    assert settings.batch_execution_timeout_seconds > 0 and settings.stuck_model_liveness_seconds > 0
     services = [o for o in objects if o["kind"] == "Service"]
     for service in services:
         for port in service["spec"]["ports"]:

@@ -5,6 +5,7 @@ request (tests/fault_model.py). Figures are printed (run with -s to see them); t
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ BATCH = 4
 QUEUE_BATCHES = 16  # 64 queued images
 MAX_INFLIGHT = 40
 EXECUTION_TIMEOUT = 1.5
+STUCK_LIVENESS = 1.0  # seconds stuck before the liveness health service fails
 STALL = 0.1  # seconds per batch under load: capacity = BATCH / STALL = 40 images/s
 
 
@@ -32,7 +34,8 @@ def server(fault_model_base):
     with ServerProcess(
         fault_model_base, "--enable_batching=true", f"--max_batch_size={BATCH}",
         f"--max_enqueued_batches={QUEUE_BATCHES}", f"--max_inflight_requests={MAX_INFLIGHT}",
-        f"--batch_execution_timeout_seconds={EXECUTION_TIMEOUT}", "--num_batch_threads=1", model_name=MODEL,
+        f"--batch_execution_timeout_seconds={EXECUTION_TIMEOUT}", "--num_batch_threads=1",
+        f"--stuck_model_liveness_seconds={STUCK_LIVENESS}", model_name=MODEL,
     ) as running:
         yield running
 
@@ -61,10 +64,21 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def health_of(channel: grpc.Channel, service: str = "") -> int:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+
+
+def wait_for_health(channel: grpc.Channel, service: str, status: int, timeout: float = 5.0) -> None:
+    """Health follows a stuck model within the server's watch interval (half a second)."""
+    deadline = time.monotonic() + timeout
+    while health_of(channel, service) != status:
+        assert time.monotonic() < deadline, f"health of {service!r} never became {status}"
+        time.sleep(0.1)
+
+
 def assert_serving(server: ServerProcess) -> None:
     with server.channel() as channel:
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
-        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        wait_for_health(channel, "", health_pb2.HealthCheckResponse.SERVING)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         assert scores_of(stub.Predict(pixels_request(pixels(0)), timeout=10)).shape == (5,)
 
@@ -102,6 +116,40 @@ async def test_hung_model_call_fails_its_requests_and_is_reported(server):
     print(f"\nhung batch: client answered UNAVAILABLE after {failed_after:.2f} s (limit {EXECUTION_TIMEOUT} s)")
     assert server.metric_value("inference_batch_timeouts_total") == timeouts_before + 1
     assert any("still running after" in line for line in server.log_lines)
+    assert_serving(server)
+
+
+def test_a_stuck_model_is_taken_out_of_rotation_until_a_batch_completes(server):
+    """Past the execution timeout the model is stuck: readiness (gRPC health, the model's own health entry,
+    KServe ModelReady, REST status) says so until a batch completes; stuck past --stuck_model_liveness_seconds,
+    the 'liveness' health service fails too, so Kubernetes would restart the pod."""
+    from rest_client import rest_call
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    stall = EXECUTION_TIMEOUT + STUCK_LIVENESS + 2.5
+    with server.channel() as channel, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        kserve = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        assert health_of(channel, "liveness") == serving
+        hung = pool.submit(stub.Predict, pixels_request(pixels(1, stall_seconds=stall)), timeout=30)
+        wait_for_health(channel, "", not_serving, timeout=EXECUTION_TIMEOUT + 3)
+        assert health_of(channel, MODEL) == not_serving
+        assert health_of(channel, "tensorflow.serving.PredictionService") == not_serving
+        assert not kserve.ModelReady(service_pb2.ModelReadyRequest(name=MODEL), timeout=10).ready
+        assert not kserve.ServerReady(service_pb2.ServerReadyRequest(), timeout=10).ready
+        status, body = rest_call(server.metrics_port, "GET", f"/v1/models/{MODEL}")
+        version_status = body["model_version_status"][0]
+        assert status == 200 and version_status["state"] == "AVAILABLE"
+        assert version_status["status"]["error_code"] == "UNAVAILABLE" and "stuck" in version_status["status"]["error_message"]
+        wait_for_health(channel, "liveness", not_serving, timeout=STUCK_LIVENESS + 3)
+        with pytest.raises(grpc.RpcError):
+            hung.result()
+        # The stuck call returns at last; the next batch completes and the model is ready again.
+        wait_for_health(channel, "", serving, timeout=stall + 5)
+        assert health_of(channel, MODEL) == serving and health_of(channel, "liveness") == serving
+        assert kserve.ModelReady(service_pb2.ModelReadyRequest(name=MODEL), timeout=10).ready
+    assert any("is stuck" in line for line in server.log_lines)
     assert_serving(server)
 
 

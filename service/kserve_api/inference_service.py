@@ -85,14 +85,15 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request, context):  # type: ignore[no-untyped-def]
-        return service_pb2.ServerReadyResponse(ready=self._dataplane.models.all_available())
+        models = self._dataplane.models
+        return service_pb2.ServerReadyResponse(ready=models.all_available() and not models.stuck_seconds())
 
     async def ModelReady(self, request, context):  # type: ignore[no-untyped-def]
         try:
-            self._dataplane.models.get(request.name, parse_version(request.version))
+            served = self._dataplane.models.get(request.name, parse_version(request.version))
         except ServingError:
             return service_pb2.ModelReadyResponse(ready=False)
-        return service_pb2.ModelReadyResponse(ready=True)
+        return service_pb2.ModelReadyResponse(ready=served.stuck_since is None)  # a stuck model is not ready
 
     async def ServerMetadata(self, request, context):  # type: ignore[no-untyped-def]
         return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=_server_version(), extensions=[])
