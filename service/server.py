@@ -107,7 +107,8 @@ class ModelServer:
         self.router = router = MethodRouter([reject_undecodable_requests, RpcObserver(observer).wrap])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(
             self.dataplane, tensor_content=settings.enable_serialization_as_tensor_content), router)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.models, reload_enabled=settings.enable_model_config_reload), router)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(
+            self.models, reload_enabled=settings.enable_model_config_reload, admin=settings.admin_access), router)
         kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane), router)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, router)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(

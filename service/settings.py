@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 
 from batching import BatchingParameters, DeadlinePolicy
 
+from .admin_access import AdminAccess, parse_admin_header
 from .batching_config import parse_batching_parameters_file
 from .model_config import ModelSource, parse_model_config_file
 from .monitoring_config import parse_monitoring_config_file
@@ -92,6 +93,14 @@ class ServerSettings:
     enable_serialization_as_tensor_content: bool = False
     saved_model_tags: tuple[str, ...] = ("serve",)  # the MetaGraph loaded from each SavedModel
     enable_model_config_reload: bool = False  # ModelService.HandleReloadConfigRequest may replace the models
+    # Who may call administrative RPCs: callers presenting this metadata header (key, value) ...
+    admin_header: tuple[str, str] | None = None
+    # ... or a client certificate (mutual TLS) with one of these common / subject alternative names
+    admin_client_cert_names: tuple[str, ...] = ()
+
+    @property
+    def admin_access(self) -> AdminAccess:
+        return AdminAccess(self.admin_header, frozenset(self.admin_client_cert_names))
     model_config_file_poll_wait_seconds: float = 0.0  # re-read --model_config_file this often; 0: never
     prometheus_path: str = ""  # --monitoring_config_file's prometheus_config.path, served beside /metrics
     flags_without_effect: tuple[str, ...] = ()  # TF Serving flags given that do nothing here (warned at start)
@@ -141,6 +150,17 @@ def _parse_bool(text: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _admin_header(text: str) -> tuple[str, str]:
+    try:
+        return parse_admin_header(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _tag_set(text: str) -> tuple[str, ...]:
@@ -331,9 +351,19 @@ def build_argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--enable_model_config_reload",
-        help="allow ModelService.HandleReloadConfigRequest to replace the served models (default false: "
-        "anyone who reaches the port could change them)",
+        help="allow ModelService.HandleReloadConfigRequest to replace the served models, for callers presenting "
+        "--admin_header or a certificate named in --admin_client_cert_names (default false)",
         **bool_flag,
+    )
+    parser.add_argument(
+        "--admin_header", type=_admin_header,
+        help="KEY=VALUE: administrative calls must carry this gRPC metadata header (environment: "
+        "BATCHSERVE_ADMIN_HEADER, to keep the secret off the command line)",
+    )
+    parser.add_argument(
+        "--admin_client_cert_names", type=_name_list,
+        help="comma-separated client certificate names (CN or SAN) allowed to make administrative calls over "
+        "mutual TLS (--tls_client_ca_file)",
     )
     parser.add_argument(
         "--model_config_file_poll_wait_seconds", type=_non_negative_float,
@@ -449,6 +479,13 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
         parser.error("--tls_cert_file and --tls_key_file go together")
     if given.get("tls_client_ca_file") and not given.get("tls_cert_file"):
         parser.error("--tls_client_ca_file needs --tls_cert_file and --tls_key_file")
+    if given.get("enable_model_config_reload") and not (given.get("admin_header") or given.get("admin_client_cert_names")):
+        parser.error(
+            "--enable_model_config_reload needs --admin_header (or BATCHSERVE_ADMIN_HEADER) or "
+            "--admin_client_cert_names: anyone who reaches the port could otherwise change what is served"
+        )
+    if given.get("admin_client_cert_names") and not given.get("tls_client_ca_file") and not given.get("ssl_config_file"):
+        parser.error("--admin_client_cert_names needs mutual TLS (--tls_client_ca_file or --ssl_config_file)")
     if given.get("ssl_config_file") and given.get("tls_cert_file"):
         parser.error("use either --ssl_config_file or --tls_cert_file/--tls_key_file, not both")
     return ServerSettings(batching=batching, **given)

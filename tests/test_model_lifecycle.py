@@ -329,13 +329,17 @@ def _config_text(**base_paths: Path) -> str:
     return f"model_config_list {{ {configs}}}"
 
 
-def _reload(channel: grpc.Channel, text: str):
+ADMIN_KEY, ADMIN_SECRET = "admin-key", "s3cret-for-tests"
+
+
+def _reload(channel: grpc.Channel, text: str, *, secret: str | None = ADMIN_SECRET):
     from google.protobuf import text_format
     from tensorflow_serving.apis import model_management_pb2
 
     request = model_management_pb2.ReloadConfigRequest()
     text_format.Parse(text, request.config)
-    return model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(request, 60.0)
+    metadata = ((ADMIN_KEY, secret),) if secret is not None else ()
+    return model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(request, 60.0, metadata=metadata)
 
 
 def _two_models_serving_a(tmp_path: Path, tiny_model_base: Path) -> tuple[Path, Path, Path]:
@@ -358,8 +362,16 @@ def test_reload_config_is_refused_unless_the_operator_enabled_it(served):
 def test_reload_config_adds_and_removes_models_without_failing_a_request_to_one_that_stays(tmp_path, tiny_model_base):
     a, b, config = _two_models_serving_a(tmp_path, tiny_model_base)
     with ServerProcess(a, f"--model_config_file={config}", "--enable_model_config_reload",
-                       "--enable_batching=true", model_name="ignored") as server, server.channel() as channel:
+                       "--enable_batching=true", model_name="ignored",
+                       env={"BATCHSERVE_ADMIN_HEADER": f"{ADMIN_KEY}={ADMIN_SECRET}"}) as server, server.channel() as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for secret in (None, "wrong"):  # without the admin header, or with a wrong secret: refused
+            with pytest.raises(grpc.RpcError) as refused:
+                _reload(channel, _config_text(a=a, b=b), secret=secret)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "present the 'admin-key' header" in refused.value.details()
+        with pytest.raises(grpc.RpcError):
+            stub.Predict(predict_request("b", [IMAGE]), 10.0)  # nothing changed
         outcomes: list[str] = []
         stop = threading.Event()
 

@@ -120,6 +120,17 @@ def test_a_tf_serving_command_line_with_its_everyday_flags_is_accepted(tmp_path:
     )
 
 
+def test_model_config_reload_needs_a_way_to_tell_admins_apart(capsys):
+    with pytest.raises(SystemExit):
+        load_settings(["--enable_model_config_reload"], environ={})
+    assert "--admin_header" in capsys.readouterr().err
+    settings = load_settings(["--enable_model_config_reload"], environ={"BATCHSERVE_ADMIN_HEADER": "Admin-Key=s3cret"})
+    assert settings.admin_access.header == ("admin-key", "s3cret")
+    with pytest.raises(SystemExit):  # certificate names need mutual TLS to mean anything
+        load_settings(["--enable_model_config_reload", "--admin_client_cert_names=ops"], environ={})
+    assert "mutual TLS" in capsys.readouterr().err
+
+
 def test_saved_model_tags_name_the_metagraph_to_load():
     assert load_settings([], environ={}).saved_model_tags == ("serve",)
     assert load_settings(["--saved_model_tags=serve, gpu"], environ={}).saved_model_tags == ("serve", "gpu")

@@ -24,6 +24,7 @@ def pki():
         "ca": ca,
         "server": issue(ca, "localhost", server=True),
         "client": issue(ca, "good client", server=False),
+        "admin": issue(ca, "admin client", server=False),
         "rogue_client": issue(rogue_ca, "rogue client", server=False),
     }
 
@@ -70,6 +71,34 @@ def test_mutual_tls_admits_only_clients_with_a_certificate_from_the_ca(tiny_mode
         assert set(outcomes.values()) == {grpc.StatusCode.UNAVAILABLE}
         assert any("tls=mutual" in line for line in server.log_lines)
         assert "PRIVATE KEY" not in server.log and pki["server"].key_pem.decode() not in server.log
+
+
+def test_model_config_reload_is_allowed_only_to_a_listed_client_certificate(tiny_model_base, tmp_path, pki):
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
+    for name in ("server", "ca"):
+        (tmp_path / f"{name}.crt").write_bytes(pki[name].cert_pem)
+    (tmp_path / "server.key").write_bytes(pki["server"].key_pem)
+    request = model_management_pb2.ReloadConfigRequest()
+    text_format.Parse(
+        f'model_config_list {{ config {{ name: "tiny" base_path: "{tiny_model_base}" model_platform: "tensorflow" }} }}',
+        request.config,
+    )
+    with ServerProcess(
+        tiny_model_base, f"--tls_cert_file={tmp_path / 'server.crt'}", f"--tls_key_file={tmp_path / 'server.key'}",
+        f"--tls_client_ca_file={tmp_path / 'ca.crt'}", "--enable_model_config_reload",
+        "--admin_client_cert_names=admin client", model_name="tiny",
+    ) as server:
+        with secure(server.address, pki, client="client") as channel:
+            with pytest.raises(grpc.RpcError) as refused_call:
+                model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(request, timeout=30)
+            assert refused_call.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "a listed client certificate" in refused_call.value.details()
+        with secure(server.address, pki, client="admin") as channel:
+            answer = model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(request, timeout=30)
+            assert answer.status.error_code == 0
+            assert predict_ok(channel)
 
 
 def test_ssl_config_file_in_tf_serving_format_serves_tls(tiny_model_base, tmp_path, pki):

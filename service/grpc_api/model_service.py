@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, status_pb2
 
+from ..admin_access import AdminAccess
 from ..errors import InvalidInputError, PermissionDeniedError
 from ..grpc_support import maps_errors_to_status
 from ..model_info import model_status_response
@@ -17,9 +18,10 @@ _ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].en
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, models: ModelManager, *, reload_enabled: bool = False) -> None:
+    def __init__(self, models: ModelManager, *, reload_enabled: bool = False, admin: AdminAccess = AdminAccess()) -> None:
         self._models = models
         self._reload_enabled = reload_enabled
+        self._admin = admin
 
     @maps_errors_to_status
     async def GetModelStatus(
@@ -33,11 +35,13 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self, request: model_management_pb2.ReloadConfigRequest, context: grpc.aio.ServicerContext
     ) -> model_management_pb2.ReloadConfigResponse:
         """Serve exactly the models of `request.config` (see ModelManager.apply_config); anyone who reaches
-        the port could change what is served, so the operator must enable it."""
+        the port could change what is served, so the operator must enable it, and then only callers presenting
+        the admin header or a listed client certificate may."""
         if not self._reload_enabled:
             raise PermissionDeniedError(
                 "model config reload is disabled on this server; start it with --enable_model_config_reload"
             )
+        self._admin.check(context, "HandleReloadConfigRequest")
         try:
             await self._models.apply_config(sources_from_config(request.config))
         except ValueError as error:
