@@ -1,6 +1,7 @@
 """Command line: export Inception-v3 (or the trivial benchmark model) as a TF Serving-style SavedModel version.
 
-    python -m model_export --output models/inception [--version 1] [--weights FILE.h5] [--precision bf16]
+    python -m model_export --output models/inception [--version 1]
+        [--weights imagenet | imagenet-or-seeded | seeded | FILE.h5] [--precision bf16]
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from model_export.inception import (
 from model_export.labels import load_labels
 from model_export.precision import PRECISIONS, compute_precision, precision_warning
 from model_export.tiny import TINY_PREPROCESSING, build_tiny_classifier, tiny_labels
+from model_export.weights_download import (
+    KERAS_WEIGHTS_URL,
+    WEIGHTS_CHOICES,
+    WEIGHTS_SEEDED,
+    WEIGHTS_URL_ENV,
+    WeightsDownloadError,
+    select_weights,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,20 +41,30 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Export Inception-v3 as <output>/<version>/ (saved_model.pb, variables/, assets/labels.txt, "
             "assets/export_metadata.json) with the signatures predict_images, serving_default, preprocess "
-            "and classify_pixels. Nothing is downloaded: without --weights the network gets seeded random "
-            "weights, which serve the API correctly but predict meaningless classes."
+            "and classify_pixels. --weights imagenet downloads Keras' ImageNet weights (or reuses Keras' "
+            "cache); without --weights the network gets seeded random weights, which serve the API "
+            "correctly but predict meaningless classes."
         ),
     )
     parser.add_argument("--output", required=True, type=Path, help="model base path; the version goes in a subdirectory")
     parser.add_argument("--version", type=int, default=1, help="version number / subdirectory name (default: 1)")
     parser.add_argument(
         "--weights",
-        type=Path,
-        default=None,
-        metavar="FILE.h5",
-        help=f"local Keras HDF5 weights, normally {STANDARD_WEIGHTS_FILENAME} (sha256 is checked and recorded)",
+        default=WEIGHTS_SEEDED,
+        metavar="WEIGHTS",
+        help=f"imagenet: download {STANDARD_WEIGHTS_FILENAME} into Keras' cache (or reuse it there), "
+        "sha256-checked, and fail if that is impossible; imagenet-or-seeded: the same, but fall back to "
+        "seeded random weights (saying why) when the download fails; seeded (default): seeded random weights; "
+        "otherwise a local Keras HDF5 file (its sha256 is checked and recorded)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for random weights when --weights is absent (default: 0)")
+    parser.add_argument(
+        "--weights-url",
+        default=None,
+        metavar="URL",
+        help="where --weights imagenet and imagenet-or-seeded download from "
+        f"(default: ${WEIGHTS_URL_ENV}, else {KERAS_WEIGHTS_URL})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for the seeded random weights (default: 0)")
     parser.add_argument("--top-k", type=int, default=5, help="classes returned per image (default: 5)")
     parser.add_argument(
         "--labels",
@@ -86,10 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
         # Cheap checks first, so bad input fails before the slow build.
         version_dir = check_version_dir_free(args.output, args.version, overwrite=args.overwrite)
-        if args.weights is not None:
+        if args.weights != WEIGHTS_SEEDED:
             if args.model != "inception_v3":
                 raise ValueError("--weights applies to --model inception_v3 only")
-            check_weights_file(args.weights)
+            if args.weights not in WEIGHTS_CHOICES:
+                check_weights_file(args.weights)
         warning = precision_warning(args.precision)
         if warning:
             progress(f"warning: {warning}")
@@ -106,12 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(
                     f"Inception-v3 has {INCEPTION_V3_NUM_CLASSES} classes but {len(labels)} labels were given"
                 )
+            weights = select_weights(args.weights, url=args.weights_url, log=progress)
             progress(
                 f"building Inception-v3 ({args.precision})"
-                + (f" and loading weights from {args.weights}" if args.weights else "")
+                + (f" and loading weights from {weights.file}" if weights.file else "")
             )
             with compute_precision(args.precision):
-                model, weights_info = build_inception_v3_with_info(args.weights, args.seed, log=progress)
+                model, weights_info = build_inception_v3_with_info(
+                    weights.file, args.seed, log=progress, fallback_reason=weights.fallback_reason
+                )
             preprocessing, model_name = INCEPTION_V3_PREPROCESSING, "inception_v3"
         progress(f"tracing signatures and writing {version_dir} (via a staging directory)")
         version_dir = export_classifier(
@@ -124,10 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             metadata={"model": model_name, **weights_info.as_metadata()},
             overwrite=args.overwrite,
         )
+    except WeightsDownloadError as error:
+        print(f"error: could not download the ImageNet weights: {error}", file=sys.stderr)
+        return 1
     except (VersionExistsError, WeightsFileError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    weights_note = "seeded random weights" if weights_info.kind == "random" else f"weights from {weights_info.file}"
+    if weights_info.kind == "file":
+        weights_note = f"weights from {weights_info.file}"
+    elif weights_info.fallback_reason:
+        weights_note = "seeded random weights: the ImageNet weights could not be downloaded"
+    else:
+        weights_note = "seeded random weights"
     progress(f"done: {version_dir} ({weights_note}) in {time.perf_counter() - started:.1f}s")
     return 0
 

@@ -1,7 +1,7 @@
 """Inception-v3 (Keras applications) with either seeded random weights or a local .h5 file.
 
-Nothing is ever downloaded: the server runs without internet, so ``weights="imagenet"``
-is never used; the standard ImageNet file must be supplied as a local path.
+Keras' own ``weights="imagenet"`` is never used: model_export.weights_download fetches the
+standard file (verified, with a clear reason on failure) and hands it here as a local path.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class WeightsInfo:
     seed: int | None = None
     file: Path | None = None
     sha256: str | None = None
+    fallback_reason: str | None = None
+    """Why the ImageNet weights were asked for but seeded weights were used instead."""
 
     @property
     def is_standard_file(self) -> bool:
@@ -47,6 +49,7 @@ class WeightsInfo:
             "weights_file": str(self.file) if self.file else None,
             "weights_sha256": self.sha256,
             "seed": self.seed,
+            "weights_fallback_reason": self.fallback_reason,
         }
         if self.kind == "file":
             metadata["weights_sha256_matches_standard"] = self.is_standard_file
@@ -54,7 +57,8 @@ class WeightsInfo:
 
     def describe(self) -> str:
         if self.kind == "random":
-            return f"using seeded random weights (seed={self.seed}): {RANDOM_WEIGHTS_WARNING}"
+            fallback = " because the ImageNet weights could not be downloaded" if self.fallback_reason else ""
+            return f"using seeded random weights (seed={self.seed}){fallback}: {RANDOM_WEIGHTS_WARNING}"
         verdict = (
             "matches the standard Keras ImageNet weights"
             if self.is_standard_file
@@ -93,18 +97,23 @@ def _new_inception_v3() -> keras.Model:
 
 
 def build_inception_v3_with_info(
-    weights_file: str | Path | None, seed: int, *, log: Callable[[str], None] = print
+    weights_file: str | Path | None,
+    seed: int,
+    *,
+    log: Callable[[str], None] = print,
+    fallback_reason: str | None = None,
 ) -> tuple[keras.Model, WeightsInfo]:
     """Build Inception-v3 (outputs softmax probabilities) and report where its weights came from.
 
     The seed is set before building, so the same seed always yields the same random
     weights in any process; a weights file overwrites every weight, so the seed is then moot.
+    ``fallback_reason`` (seeded weights only) records why the ImageNet weights were not used.
     """
     path = check_weights_file(weights_file) if weights_file is not None else None
     keras.utils.set_random_seed(seed)
     model = _new_inception_v3()
     if path is None:
-        info = WeightsInfo(kind="random", seed=seed)
+        info = WeightsInfo(kind="random", seed=seed, fallback_reason=fallback_reason)
     else:
         info = WeightsInfo(kind="file", file=path.resolve(), sha256=file_sha256(path))
         try:
