@@ -53,7 +53,8 @@ def fault_model_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def inception_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Inception-v3 with seeded weights, exported by the same command `make serve` runs."""
+    """Inception-v3 with seeded weights, exported as `make serve` does when the ImageNet weights cannot be
+    downloaded (tests never reach the network)."""
     base = tmp_path_factory.mktemp("inception") / "inception"
     subprocess.run(
         [sys.executable, "-m", "model_export", "--output", str(base), "--version", "1", "--seed", "0"],
