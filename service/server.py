@@ -123,9 +123,10 @@ class ModelServer:
             observer=observer,
             metrics_exposition=self.metrics.exposition,
             metrics_path=settings.prometheus_path,
-            max_body_bytes=settings.grpc_max_message_bytes,
+            max_body_bytes=settings.rest_api_max_body_bytes or settings.grpc_max_message_bytes,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
             timeout_seconds=settings.rest_api_timeout_in_ms / 1000,
+            idle_timeout_seconds=settings.rest_api_idle_timeout_seconds,
         )
         self.grpc_port = 0
         self.metrics_port = 0  # the REST port: it serves /metrics too
@@ -154,7 +155,9 @@ class ModelServer:
             raise OSError(f"cannot bind gRPC socket {settings.grpc_socket_path}")
         await self._grpc.start()
         if settings.rest_api_port:
-            self.metrics_port = await self.rest.start(settings.host, settings.rest_api_port)
+            # The REST port takes the same TLS (and client verification) as the gRPC port.
+            ssl_context = tls.ssl_context() if tls is not None else None
+            self.metrics_port = await self.rest.start(settings.host, settings.rest_api_port, ssl_context=ssl_context)
         _log.info("tracing: %s", self.tracing.description)
         for source in settings.model_sources:
             await self.models.add_model(source)

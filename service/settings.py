@@ -67,6 +67,8 @@ class ServerSettings:
     decode_threads: int = 0  # 0: one per CPU core
     max_images_per_request: int = 1024
     grpc_max_message_bytes: int = 64 * 1024 * 1024
+    rest_api_max_body_bytes: int = 0  # largest REST request body (413 beyond it); 0: --grpc_max_message_bytes
+    rest_api_idle_timeout_seconds: float = 60.0  # an idle keep-alive REST connection is closed after this
     # 0: unlimited. Behind an L4 load balancer a finite age makes clients reconnect, and so spread over new pods.
     grpc_max_connection_age_ms: int = 0
     grpc_max_connection_age_grace_ms: int = 0  # 0: gRPC's default (unlimited) for in-flight RPCs after GOAWAY
@@ -273,6 +275,16 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decode_threads", type=_non_negative_int, help="image decoding threads (0: one per core)")
     parser.add_argument("--max_images_per_request", type=_positive_int, help="largest image batch one request may carry")
     parser.add_argument("--grpc_max_message_bytes", type=_positive_int, help="largest gRPC message accepted or sent")
+    parser.add_argument(
+        "--rest_api_max_body_bytes", type=_non_negative_int,
+        help="largest REST request body: a larger one is answered 413 as soon as it is seen, never read whole "
+        "(default 0: --grpc_max_message_bytes)",
+    )
+    parser.add_argument(
+        "--rest_api_idle_timeout_seconds", type=_non_negative_float,
+        help="close a REST keep-alive connection idle this long (default 60); a request body must arrive "
+        "within --rest_api_timeout_in_ms",
+    )
     parser.add_argument(
         "--grpc_max_connection_age_ms", type=_non_negative_int,
         help="close each client connection (GOAWAY) after this age so clients reconnect and spread over "

@@ -16,6 +16,8 @@ Key material is read once at start-up and never logged; errors name the file, no
 
 from __future__ import annotations
 
+import ssl
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -39,6 +41,24 @@ class TlsMaterial:
 
     def __repr__(self) -> str:  # never print key material, even by accident
         return f"TlsMaterial(client_ca={self.client_ca is not None}, require_client_auth={self.require_client_auth})"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same certificate, key and client CA for the REST port (aiohttp serves it with this context).
+
+        The ssl module loads a certificate chain only from files: they are written to a private temporary
+        directory and removed at once."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        with tempfile.TemporaryDirectory(prefix="batchserve-tls-") as directory:  # mode 0700
+            certificate, key = Path(directory) / "certificate.pem", Path(directory) / "key.pem"
+            certificate.write_bytes(self.certificate_chain)
+            key.touch(mode=0o600)
+            key.write_bytes(self.private_key)
+            context.load_cert_chain(certificate, key)
+        if self.client_ca is not None:
+            context.load_verify_locations(cadata=self.client_ca.decode("ascii", "replace"))
+        context.verify_mode = ssl.CERT_REQUIRED if self.require_client_auth else ssl.CERT_NONE
+        return context
 
     def server_credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(

@@ -128,3 +128,45 @@ def test_errors_are_tf_serving_json_with_http_status(port, method, path, body, s
     got_status, got_body = rest_call(port, method, path, body)
     assert got_status == status, got_body
     assert set(got_body) == {"error"} and fragment in got_body["error"]
+
+
+def _raw_http(port: int, head: bytes, body_part: bytes, wait: float) -> tuple[bytes, float]:
+    """Send a request's head and part of its body on a raw socket; (what came back within `wait`, when)."""
+    import socket
+    import time
+
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(head + body_part)
+        try:
+            answer = sock.recv(65536)
+        except TimeoutError:
+            answer = b""
+    return answer, time.monotonic() - started
+
+
+def test_rest_bodies_are_bounded_in_size_and_time_and_idle_connections_close(tiny_model_base):
+    from server_process import ServerProcess
+
+    with ServerProcess(tiny_model_base, "--rest_api_max_body_bytes=4096", "--rest_api_timeout_in_ms=1500",
+                       "--rest_api_idle_timeout_seconds=1", model_name="tiny") as server:
+        port = server.metrics_port
+        path = b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        # A 10 MB body is refused with 413 once 4 KB have arrived, without waiting for the rest.
+        answer, seconds = _raw_http(port, path + b"Content-Length: 10000000\r\n\r\n", b"[" * 8192, wait=10)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        # A body that trickles in is cut off at the request's deadline: 504, not a connection held forever.
+        answer, seconds = _raw_http(port, path + b"Content-Length: 1000\r\n\r\n", b'{"instances": [', wait=10)
+        assert answer.startswith(b"HTTP/1.1 504"), answer[:200]
+        assert seconds < 5
+        # An idle keep-alive connection is closed by the server.
+        status_request = b"GET /v1/models/tiny HTTP/1.1\r\nHost: x\r\n\r\n"
+        import socket
+        import time
+
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(status_request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            time.sleep(2.5)
+            closed = sock.recv(1) == b""
+        assert closed

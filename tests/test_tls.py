@@ -50,6 +50,27 @@ def secure(address: str, pki, client: str | None = None, ca: str = "ca") -> grpc
     return grpc.secure_channel(address, credentials)
 
 
+def rest_status(server: ServerProcess, pki, tmp_path, client: str | None = None) -> int | str:
+    """GET the model status over https on the REST port: the HTTP status, or the TLS failure's name."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    context = ssl.create_default_context(cadata=pki["ca"].cert_pem.decode())
+    if client is not None:
+        (tmp_path / f"{client}.crt").write_bytes(pki[client].cert_pem)
+        (tmp_path / f"{client}.key").write_bytes(pki[client].key_pem)
+        context.load_cert_chain(tmp_path / f"{client}.crt", tmp_path / f"{client}.key")
+    try:
+        with urllib.request.urlopen(f"https://localhost:{server.metrics_port}/v1/models/tiny", context=context,
+                                    timeout=10) as response:
+            return response.status
+    except urllib.error.URLError as error:  # refused during the handshake
+        return type(error.reason).__name__
+    except (ConnectionError, OSError) as error:  # TLS 1.3: the server drops the connection after it
+        return type(error).__name__
+
+
 def test_mutual_tls_admits_only_clients_with_a_certificate_from_the_ca(tiny_model_base, tmp_path, pki):
     for name in ("server", "ca"):
         (tmp_path / f"{name}.crt").write_bytes(pki[name].cert_pem)
@@ -69,6 +90,10 @@ def test_mutual_tls_admits_only_clients_with_a_certificate_from_the_ca(tiny_mode
             outcomes["plaintext"] = refused(channel)
         print(f"\nmTLS refusals: {json.dumps({k: v.name for k, v in outcomes.items()})}")
         assert set(outcomes.values()) == {grpc.StatusCode.UNAVAILABLE}
+        # The REST port takes the same TLS and client verification.
+        assert rest_status(server, pki, tmp_path, client="client") == 200
+        assert rest_status(server, pki, tmp_path) != 200
+        assert rest_status(server, pki, tmp_path, client="rogue_client") != 200
         assert any("tls=mutual" in line for line in server.log_lines)
         assert "PRIVATE KEY" not in server.log and pki["server"].key_pem.decode() not in server.log
 
@@ -113,6 +138,7 @@ def test_ssl_config_file_in_tf_serving_format_serves_tls(tiny_model_base, tmp_pa
             assert predict_ok(channel)
         with grpc.insecure_channel(server.address) as channel:
             assert refused(channel) == grpc.StatusCode.UNAVAILABLE
+        assert rest_status(server, pki, tmp_path) == 200  # https on the REST port too
         assert any("tls=on" in line for line in server.log_lines)
         assert "PRIVATE KEY" not in server.log
 

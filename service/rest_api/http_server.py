@@ -10,6 +10,7 @@ served from the same port.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import logging
 import re
 from typing import Any, Awaitable, Callable
@@ -20,7 +21,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from ..dataplane import DataPlane
-from ..errors import InvalidInputError, ModelNotFoundError, ServingError, canonical_code
+from ..errors import DeadlineExceededError, InvalidInputError, ModelNotFoundError, ServingError, canonical_code
 from ..image_inputs import image_bytes_from_serialized_examples
 from ..model_info import model_metadata_response, model_status_response
 from ..metrics import METRICS_PATHS
@@ -86,6 +87,7 @@ class RestServer:
         max_body_bytes: int = 64 * 1024 * 1024,
         shutdown_grace_seconds: float = 10.0,
         timeout_seconds: float = 0.0,
+        idle_timeout_seconds: float = 60.0,
     ) -> None:
         self._dataplane = dataplane
         self._observer = observer
@@ -97,14 +99,15 @@ class RestServer:
             add_metrics_routes(self._app, metrics_exposition, metrics_path)
         self._started = False
         self._runner = web.AppRunner(
-            self._app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_grace_seconds
+            self._app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_grace_seconds,
+            keepalive_timeout=idle_timeout_seconds,
         )
 
-    async def start(self, host: str, port: int) -> int:
-        """Bind and serve; returns the bound port (useful with port 0)."""
+    async def start(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Bind and serve (over TLS with `ssl_context`); returns the bound port (useful with port 0)."""
         await self._runner.setup()
         self._started = True
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         return int(self._runner.addresses[0][1])
 
@@ -148,7 +151,7 @@ class RestServer:
         async def answer() -> dict[str, Any]:
             version = _version(version_text, label)
             self._dataplane.model(name, version)  # NOT_FOUND before input errors, like TF Serving
-            body = await _json_body(request)
+            body = await _json_body(request, deadline)
             if verb == "predict":
                 return await self._predict(name, version, body, deadline)
             if verb == "classify":
@@ -285,8 +288,14 @@ def _signature(body: dict[str, Any]) -> str:
     return signature
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+async def _json_body(request: web.Request, deadline: float | None) -> dict[str, Any]:
+    """The body, parsed; a body that does not arrive by the request's deadline (a slow client holding a
+    connection and a buffer) is refused with TF Serving's DEADLINE_EXCEEDED (504)."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            raw = await request.read()
+    except TimeoutError:
+        raise DeadlineExceededError("the request body did not arrive within --rest_api_timeout_in_ms") from None
     loads = json_tensors.loads
     body = await asyncio.to_thread(loads, raw) if len(raw) > _OFF_LOOP_JSON_BYTES else loads(raw)
     if not isinstance(body, dict):
