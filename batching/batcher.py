@@ -171,6 +171,7 @@ class Batcher(Generic[T, R]):
         self._deadline_policy = deadline_policy if deadline_policy is not None else DeadlinePolicy()
         self._batch_times = BatchTimeEstimator(self._deadline_policy.window)
         self._running: dict[int, tuple[float, int]] = {}  # batch id -> (loop time started, padded size)
+        self._running_items: dict[int, int] = {}  # batch id -> items whose callers still wait for it
         self._typical_batch_size = 1.0
         self._timed_out: set[int] = set()  # ids of running batches failed by the execution timeout
         self._closed = False
@@ -277,6 +278,11 @@ class Batcher(Generic[T, R]):
             f"batcher {self._name!r}: {count} item(s) behind {ahead} queued would take about "
             f"{finish - now:.3f} s; the deadline is in {max(deadline - now, 0.0):.3f} s"
         )
+
+    @property
+    def running_items(self) -> int:
+        """Items in batches being computed whose callers still wait for them (a timed-out batch's are answered)."""
+        return sum(self._running_items.values())
 
     @property
     def running_batches(self) -> int:
@@ -475,6 +481,7 @@ class Batcher(Generic[T, R]):
         )
         self._running_batches += 1
         self._running[info.batch_id] = (now, info.padded_size)
+        self._running_items[info.batch_id] = info.size
         weight = _TYPICAL_SIZE_WEIGHT
         self._typical_batch_size = (1 - weight) * self._typical_batch_size + weight * len(batch)
         self._notify("on_batch_started", info)
@@ -571,6 +578,7 @@ class Batcher(Generic[T, R]):
             self._name, info.batch_id, info.size, self._execution_timeout,
         )
         self._timed_out.add(info.batch_id)
+        self._running_items.pop(info.batch_id, None)  # its callers are answered now
         self._notify("on_batch_timed_out", info, self._execution_timeout)
         error = BatchTimeoutError(f"the model call did not return within {self._execution_timeout:g} s")
         for item in batch:
@@ -590,6 +598,7 @@ class Batcher(Generic[T, R]):
         seconds = time.perf_counter() - started
         self._running_batches -= 1
         self._running.pop(info.batch_id, None)
+        self._running_items.pop(info.batch_id, None)
         self._wakeup.set()
         error: BaseException | None
         if future.cancelled():

@@ -147,6 +147,11 @@ class _ModelStateCollector(Collector):
         depth = GaugeMetricFamily(
             "inference_queue_depth", "Images waiting for a batch, per model (autoscaling signal)", labels=["model"]
         )
+        backlog = GaugeMetricFamily(
+            "inference_backlog",
+            "Items (images or rows) admitted and not yet answered, per model and stage: decoding, queued, running",
+            labels=["model", "stage"],
+        )
         ready = GaugeMetricFamily(
             "inference_model_ready", "1 when a version of the model is AVAILABLE to serve requests, else 0",
             labels=["model"],
@@ -159,9 +164,16 @@ class _ModelStateCollector(Collector):
             versions = list(self._models.versions(name))
             available = [v.version for v in versions if v.state is VersionState.AVAILABLE]
             depth.add_metric([name], sum(v.queue_depth for v in versions))
+            stages = {"decoding": 0, "queued": 0, "running": 0}
+            for served in versions:
+                if served.state in (VersionState.AVAILABLE, VersionState.UNLOADING):
+                    for stage, items in served.backlog().items():
+                        stages[stage] += items
+            for stage, items in stages.items():
+                backlog.add_metric([name, stage], float(items))
             ready.add_metric([name], 1.0 if available else 0.0)
             version.add_metric([name], float(max(available, default=0)))
-        yield from (depth, ready, version)
+        yield from (depth, backlog, ready, version)
 
 
 class _MetricsListener(BatchListener):

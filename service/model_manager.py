@@ -65,6 +65,17 @@ class ServedVersion:
         depth = self.batcher.queue_depth if self.batcher is not None else 0
         return depth + (self.signature_batchers.queue_depth if self.signature_batchers is not None else 0)
 
+    def backlog(self) -> dict[str, int]:
+        """Items admitted and not yet answered, by stage: decoding (images admitted, waiting for or in the
+        decode pool), queued (waiting for a batch), running (in a batch being computed)."""
+        image, signatures = self.batcher, self.signature_batchers
+        return {
+            "decoding": image.reserved if image is not None else 0,
+            "queued": self.queue_depth,
+            "running": (image.running_items if image is not None else 0)
+            + (signatures.running_items if signatures is not None else 0),
+        }
+
     def lease(self) -> _Lease:
         """Keep this version from unloading until the block exits (the request has its answer)."""
         if self.state is not VersionState.AVAILABLE:  # picked, then an adapter awaited before leasing

@@ -211,6 +211,10 @@ class SignatureBatchers:
     def queue_depth(self) -> int:
         return sum(batcher.queue_depth for batcher in self._batchers.values())
 
+    @property
+    def running_items(self) -> int:
+        return sum(batcher.running_items for batcher in self._batchers.values())
+
     async def close(self) -> None:
         """Finish what is queued and running, then release every batcher."""
         batchers, self._batchers = list(self._batchers.values()), {}

@@ -39,6 +39,7 @@ PREDICT_SPAN = "tensorflow.serving.PredictionService/Predict"
 # The metric families and label sets the README documents (name → (type, labels)).
 DOCUMENTED_METRICS = {
     "inference_queue_depth": ("gauge", {"model"}),
+    "inference_backlog": ("gauge", {"model", "stage"}),
     "inference_inflight_requests": ("gauge", {"model"}),
     "inference_batch_size": ("histogram", {"model"}),
     "inference_padded_batch_size": ("histogram", {"model"}),
@@ -146,6 +147,10 @@ async def test_queue_depth_is_exact_at_scrape_time_and_histograms_count_every_re
 
         held = await asyncio.to_thread(scrape, server.metrics_port)
         assert value(held, "inference_queue_depth", model=MODEL) == queued
+        # The whole backlog by stage: the held batch's image running, the others queued, none decoding.
+        assert value(held, "inference_backlog", model=MODEL, stage="running") == 1
+        assert value(held, "inference_backlog", model=MODEL, stage="queued") == queued
+        assert value(held, "inference_backlog", model=MODEL, stage="decoding") == 0
         assert value(held, "inference_inflight_requests", model=MODEL) == queued + 1
         assert value(held, "inference_batch_size_count", model=MODEL) == 1  # the held batch has started
         assert value(held, "inference_compute_seconds_count", model=MODEL) == 0  # ... and not finished
@@ -156,6 +161,8 @@ async def test_queue_depth_is_exact_at_scrape_time_and_histograms_count_every_re
     after = await asyncio.to_thread(scrape, server.metrics_port)
     requests = queued + 1
     assert value(after, "inference_queue_depth", model=MODEL) == 0
+    assert sum(value(after, "inference_backlog", model=MODEL, stage=stage)
+               for stage in ("decoding", "queued", "running")) == 0
     assert value(after, "inference_inflight_requests", model=MODEL) == 0
     assert value(after, "inference_requests_total", model=MODEL, method="Predict", code="OK") == requests
     assert value(after, "inference_request_seconds_count", model=MODEL, method="Predict") == requests
@@ -168,6 +175,34 @@ async def test_queue_depth_is_exact_at_scrape_time_and_histograms_count_every_re
     assert value(after, "inference_compute_seconds_count", model=MODEL) == 2
     assert value(after, "inference_model_ready", model=MODEL) == 1
     assert value(after, "inference_model_loaded_version", model=MODEL) == 1
+
+
+async def test_backlog_counts_images_still_being_decoded(held_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images admitted but stuck in the decode pool are part of the backlog the autoscaler sees."""
+    server, gate, _ = held_server
+    decode_gate = threading.Event()
+    preprocess = ModelRuntime.preprocess
+
+    def gated_preprocess(self: ModelRuntime, image: bytes):  # type: ignore[no-untyped-def]
+        assert decode_gate.wait(timeout=60), "the test never released the decoder"
+        return preprocess(self, image)
+
+    monkeypatch.setattr(ModelRuntime, "preprocess", gated_preprocess)
+    batcher = server.models.get(MODEL).batcher
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        gate.clear()
+        first = asyncio.ensure_future(stub.Predict(predict_request(MODEL, [jpeg(100)]), timeout=60))
+        await eventually(lambda: batcher.running_batches == 1)  # the idle fast path: decoded in its batch
+        decoding = asyncio.ensure_future(stub.Predict(predict_request(MODEL, [jpeg(1), jpeg(2), jpeg(3)]), timeout=60))
+        await eventually(lambda: batcher.reserved == 3)
+        held = await asyncio.to_thread(scrape, server.metrics_port)
+        assert value(held, "inference_backlog", model=MODEL, stage="decoding") == 3
+        assert value(held, "inference_backlog", model=MODEL, stage="running") == 1
+        assert value(held, "inference_queue_depth", model=MODEL) == 0  # what the queue gauge alone would show
+        decode_gate.set()
+        gate.set()
+        await asyncio.gather(first, decoding)
 
 
 async def test_batch_span_links_every_request_span_it_served(held_server) -> None:
