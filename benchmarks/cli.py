@@ -8,16 +8,49 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import uvloop
 
 from .corpus import jpeg_corpus
-from .load import LevelResult, Workload, closed_loop, open_loop
+from .load import PROTOCOLS, LevelResult, Workload, closed_loop, open_loop
 from .report import plot_levels, print_levels, write_json
 from .server_stats import scrape
 
 
 def _int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to send, and in which protocol: shared by `load` and `compare`."""
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="tfs-grpc",
+                        help="TF Serving gRPC (default), TF Serving REST, or KServe v2 gRPC (Triton, MLServer)")
+    parser.add_argument("--model", default="inception", help="the model's name on the server (default inception)")
+    parser.add_argument(
+        "--input", choices=["jpeg", "pixels", "tensor"], default="jpeg",
+        help="jpeg: one encoded image per request (input 'images'); pixels: float [1,H,W,3] (input 'pixels'); "
+        "tensor: random values of --tensor-shape and --tensor-dtype under --tensor-name, for any model",
+    )
+    parser.add_argument("--pixels-size", type=int, default=32, help="H and W for --input pixels (default 32)")
+    parser.add_argument("--tensor-name", default="x", help="input name for --input tensor (default x)")
+    parser.add_argument("--tensor-shape", type=_int_list, default=[1, 32, 32, 3],
+                        help="shape for --input tensor, batch dimension included (default 1,32,32,3)")
+    parser.add_argument("--tensor-dtype", choices=["float32", "float64", "int32", "int64"], default="float32")
+    parser.add_argument("--signature", default=None,
+                        help="TF Serving signature (default: predict_images for jpeg, classify_pixels for pixels, "
+                        "the server's default for tensor); KServe v2 has none")
+
+
+def workload_from_args(args: argparse.Namespace) -> Workload:
+    if args.input == "jpeg":
+        return Workload.encoded_images(args.model, jpeg_corpus(64), signature=args.signature or "predict_images",
+                                       protocol=args.protocol)
+    if args.input == "pixels":
+        return Workload.pixels(args.model, args.pixels_size, args.pixels_size, protocol=args.protocol)
+    rng = np.random.default_rng(0)
+    arrays = [(rng.random(args.tensor_shape) * 100).astype(args.tensor_dtype) for _ in range(16)]
+    return Workload.tensors(args.model, args.tensor_name, arrays, signature=args.signature or "",
+                            protocol=args.protocol)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,14 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    load = commands.add_parser("load", help="closed-loop and/or open-loop load against a running server")
-    load.add_argument("--target", required=True, help="HOST:PORT of the gRPC server")
-    load.add_argument("--model", default="inception", help="model_spec.name (default inception)")
-    load.add_argument(
-        "--input", choices=["jpeg", "pixels"], default="jpeg",
-        help="jpeg: one encoded image per request (predict_images); pixels: float [1,H,W,3] (classify_pixels)",
+    load = commands.add_parser(
+        "load", help="closed-loop and/or open-loop load against a running server (ours, TF Serving, Triton, ...)"
     )
-    load.add_argument("--pixels-size", type=int, default=32, help="H and W for --input pixels (default 32)")
+    load.add_argument("--target", required=True, help="HOST:PORT of the server (the REST port for tfs-rest)")
+    add_workload_arguments(load)
     load.add_argument("--concurrency", type=_int_list, default=[1, 4, 16, 32, 64], help="closed-loop levels, e.g. 1,4,16")
     load.add_argument("--rate", type=float, default=None, help="also run open-loop load at this many requests/s")
     load.add_argument("--duration", type=float, default=10.0, help="measured seconds per level (default 10)")
@@ -84,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rounds of alternating blocks per goal comparison (goal 4: twice as many; goal 2: 40 request pairs per round; default 5)")
     from .compare import add_parser as add_compare
 
-    add_compare(commands, _int_list)
+    add_compare(commands, _int_list, add_workload_arguments)
     return parser
 
 
@@ -136,11 +166,7 @@ async def _run_load(args: argparse.Namespace) -> int:
         in_process = await asyncio.to_thread(measure_in_process, args.inprocess_model, jpeg_corpus(64))
         limit = in_process.best.images_per_s
         report["in_process"] = in_process.summary()
-    workload = (
-        Workload.encoded_images(args.model, jpeg_corpus(64))
-        if args.input == "jpeg"
-        else Workload.pixels(args.model, args.pixels_size, args.pixels_size)
-    )
+    workload = workload_from_args(args)
     levels = await run_levels(args.target, workload, args.concurrency, args.rate, args.duration, args.warmup, args.metrics_url)
     print_levels(f"{args.target} ({args.input})", levels, limit)
     report["levels"] = [level.summary() for level in levels]

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .corpus import jpeg_corpus
 from .interleave import Comparison, server_block
-from .load import LevelResult, Workload
+from .load import LevelResult
 from .report import write_json
 
 
@@ -56,12 +55,11 @@ def compare_blocks(a_blocks: list[LevelResult], b_blocks: list[LevelResult]) -> 
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    workload = (
-        Workload.encoded_images(args.model, jpeg_corpus(64))
-        if args.input == "jpeg"
-        else Workload.pixels(args.model, args.pixels_size, args.pixels_size)
-    )
-    report: dict[str, object] = {"a": args.a, "b": args.b, "model": args.model, "input": args.input,
+    from .cli import workload_from_args
+
+    workload = workload_from_args(args)
+    report: dict[str, object] = {"a": args.a, "b": args.b, "protocol": args.protocol, "model": args.model,
+                                 "input": args.input,
                                  "rounds": args.rounds, "duration_s": args.duration, "levels": {}}
     levels: dict[str, object] = report["levels"]  # type: ignore[assignment]
     for concurrency in args.concurrency:
@@ -90,16 +88,16 @@ def print_summary(concurrency: int, summary: dict[str, object]) -> None:
         print(f"  errors: {errors}")
 
 
-def add_parser(commands: argparse._SubParsersAction, int_list: Callable[[str], list[int]]) -> None:
+def add_parser(
+    commands: argparse._SubParsersAction, int_list: Callable[[str], list[int]],
+    add_workload_arguments: Callable[[argparse.ArgumentParser], None],
+) -> None:
     compare = commands.add_parser(
         "compare", help="two running servers under the same load, alternating ABBA rounds; prints B ÷ A"
     )
-    compare.add_argument("a", help="HOST:PORT of the baseline server (TF Serving gRPC API)")
-    compare.add_argument("b", help="HOST:PORT of the candidate server")
-    compare.add_argument("--model", default="inception", help="model_spec.name on both (default inception)")
-    compare.add_argument("--input", choices=["jpeg", "pixels"], default="jpeg",
-                         help="jpeg: predict_images with one encoded image; pixels: classify_pixels")
-    compare.add_argument("--pixels-size", type=int, default=32, help="H and W for --input pixels (default 32)")
+    compare.add_argument("a", help="HOST:PORT of the baseline server")
+    compare.add_argument("b", help="HOST:PORT of the candidate server (same protocol)")
+    add_workload_arguments(compare)
     compare.add_argument("--concurrency", type=int_list, default=[1, 32], help="closed-loop levels (default 1,32)")
     compare.add_argument("--rounds", type=int, default=4, help="ABBA rounds per level (default 4)")
     compare.add_argument("--duration", type=float, default=5.0, help="measured seconds per block (default 5)")

@@ -1,25 +1,35 @@
-"""Load generation against any TF Serving-compatible gRPC address: closed loop and open loop.
+"""Load generation against any server speaking TF Serving's gRPC or REST API or KServe v2 gRPC (ours, TF
+Serving, Triton, MLServer): closed loop and open loop.
 
 Requests are serialized once up front and sent as raw bytes, so the client spends its CPU on sending, not on
-protobuf encoding: on a 2-core machine the client shares the CPU with the server it measures.
+protobuf or JSON encoding: on a 2-core machine the client shares the CPU with the server it measures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import bisect
+import contextlib
 import itertools
+import json
+import struct
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
+from tritonclient.grpc import service_pb2 as kserve_pb2
+from tritonclient.utils import np_to_triton_dtype
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+MODEL_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+# --protocol: TF Serving's gRPC API, its REST API, or KServe v2 (Open Inference Protocol) gRPC.
+PROTOCOLS = ("tfs-grpc", "tfs-rest", "kserve-grpc")
 _MESSAGE_LIMIT = 64 * 1024 * 1024
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MESSAGE_LIMIT), ("grpc.max_send_message_length", _MESSAGE_LIMIT)]
 
@@ -31,10 +41,17 @@ class Workload:
     name: str
     requests: tuple[bytes, ...]
     images_per_request: int = 1
+    protocol: str = "tfs-grpc"
+    path: str = PREDICT_METHOD  # the gRPC method, or the REST URL path
 
     @classmethod
-    def encoded_images(cls, model: str, images: Sequence[bytes], signature: str = "predict_images") -> "Workload":
-        """One encoded image per request: the classic Inception client's request."""
+    def encoded_images(
+        cls, model: str, images: Sequence[bytes], signature: str = "predict_images", protocol: str = "tfs-grpc"
+    ) -> "Workload":
+        """One encoded image per request: the classic Inception client's request (input `images`)."""
+        if protocol != "tfs-grpc":
+            arrays = [np.array([image], dtype=object) for image in images]
+            return cls.tensors(model, "images", arrays, signature=signature, protocol=protocol, name="jpeg")
         serialized = []
         for image in images:
             request = predict_pb2.PredictRequest()
@@ -48,9 +65,14 @@ class Workload:
         return cls(name="jpeg", requests=tuple(serialized))
 
     @classmethod
-    def pixels(cls, model: str, height: int, width: int, count: int = 16, seed: int = 0) -> "Workload":
+    def pixels(
+        cls, model: str, height: int, width: int, count: int = 16, seed: int = 0, protocol: str = "tfs-grpc"
+    ) -> "Workload":
         """Already-preprocessed float pixels (`classify_pixels`): no decode, so only serving cost remains."""
         rng = np.random.default_rng(seed)
+        if protocol != "tfs-grpc":
+            arrays = [rng.random((1, height, width, 3), dtype=np.float32) for _ in range(count)]
+            return cls.tensors(model, "pixels", arrays, signature="classify_pixels", protocol=protocol, name="pixels")
         serialized = []
         for _ in range(count):
             request = predict_pb2.PredictRequest()
@@ -68,6 +90,60 @@ class Workload:
             )
             serialized.append(request.SerializeToString())
         return cls(name="pixels", requests=tuple(serialized))
+
+
+    @classmethod
+    def tensors(
+        cls, model: str, input_name: str, arrays: Sequence[np.ndarray], *, signature: str = "",
+        protocol: str = "tfs-grpc", name: str = "tensor",
+    ) -> "Workload":
+        """One request per array, under `input_name`, in the protocol's own encoding: a TensorProto in a
+        PredictRequest, TF Serving's REST JSON (`instances`; strings as {"b64": ...}), or a KServe v2
+        ModelInferRequest with `raw_input_contents` (as tritonclient sends). `signature` is the TF Serving
+        signature (KServe v2 has none: the server's default is used)."""
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        requests = tuple(_encode(protocol, model, input_name, array, signature) for array in arrays)
+        path = {"tfs-grpc": PREDICT_METHOD, "kserve-grpc": MODEL_INFER_METHOD,
+                "tfs-rest": f"/v1/models/{model}:predict"}[protocol]
+        rows = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
+        return cls(name=name, requests=requests, images_per_request=rows, protocol=protocol, path=path)
+
+
+def _encode(protocol: str, model: str, input_name: str, array: np.ndarray, signature: str) -> bytes:
+    if protocol == "tfs-grpc":
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.model_spec.signature_name = signature
+        tensor = request.inputs[input_name]
+        if array.dtype == object:
+            tensor.dtype = types_pb2.DT_STRING
+            tensor.string_val.extend(array.reshape(-1).tolist())
+        else:
+            tensor.dtype = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
+                            np.dtype(np.int32): types_pb2.DT_INT32, np.dtype(np.int64): types_pb2.DT_INT64}[array.dtype]
+            tensor.tensor_content = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+        for size in array.shape:
+            tensor.tensor_shape.dim.add(size=size)
+        return request.SerializeToString()
+    if protocol == "kserve-grpc":
+        request = kserve_pb2.ModelInferRequest(model_name=model)
+        request.inputs.add(name=input_name, datatype=np_to_triton_dtype(array.dtype), shape=list(array.shape))
+        if array.dtype == object:
+            raw = b"".join(struct.pack("<I", len(item)) + item for item in array.reshape(-1).tolist())
+        else:
+            raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+        request.raw_input_contents.append(raw)
+        return request.SerializeToString()
+    if array.dtype == object:
+        rows = [[{"b64": base64.b64encode(item).decode()} for item in row] if isinstance(row, np.ndarray)
+                else {"b64": base64.b64encode(row).decode()} for row in array]
+    else:
+        rows = array.tolist()
+    body: dict[str, object] = {"instances": [{input_name: row} for row in rows]}
+    if signature:
+        body["signature_name"] = signature
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -137,13 +213,14 @@ class _Recorder:
             return
         self._add((time.perf_counter() - started) * 1000.0, code)
 
-    def _add(self, latency_ms: float, code: grpc.StatusCode | None) -> None:
+    def _add(self, latency_ms: float, code: grpc.StatusCode | str | None) -> None:
         if code is None:
             self.ok_latencies.append(latency_ms)
         else:
+            name = code if isinstance(code, str) else code.name  # REST answers: "HTTP_429", ...
             self.error_latencies.append(latency_ms)
-            self.errors[code.name] += 1
-            self.error_latencies_by_code.setdefault(code.name, []).append(latency_ms)
+            self.errors[name] += 1
+            self.error_latencies_by_code.setdefault(name, []).append(latency_ms)
 
     def record_answer(self, started: float, code: grpc.StatusCode | None) -> None:
         """Closed loop: keep every answer with its time; `keep_window` picks the measured ones afterwards."""
@@ -192,6 +269,37 @@ def _channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
 
 
+Send = Callable[[bytes, float], Awaitable["grpc.StatusCode | str | None"]]
+
+
+@contextlib.asynccontextmanager
+async def _sender(target: str, workload: Workload) -> AsyncIterator[Send]:
+    """send(request, timeout) -> None when answered OK, else the failure's code (a gRPC status, or HTTP_<n>)."""
+    if workload.protocol != "tfs-rest":
+        async with _channel(target) as channel:
+            call = channel.unary_unary(workload.path)
+            yield lambda request, timeout: _send(call, request, timeout)
+        return
+    import aiohttp
+
+    url = f"http://{target}{workload.path}"
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def post(request: bytes, timeout: float) -> str | None:
+            try:
+                async with session.post(url, data=request, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                    await response.read()
+                    return None if response.status == 200 else f"HTTP_{response.status}"
+            except asyncio.TimeoutError:
+                return "TIMEOUT"
+            except aiohttp.ClientError as error:
+                return type(error).__name__
+
+        yield post
+
+
 class SingleRequests:
     """Lone requests, one at a time, on a channel kept open: the server side of `interleave.paired`.
 
@@ -233,14 +341,13 @@ async def closed_loop(
     """`concurrency` clients, each sending its next request as soon as the last one is answered."""
     recorder = _Recorder()
     requests = itertools.cycle(workload.requests)
-    async with _channel(target) as channel:
-        call = channel.unary_unary(PREDICT_METHOD)
+    async with _sender(target, workload) as send:
         stop_at = time.perf_counter() + warmup_s + duration_s
 
         async def client() -> None:
             while time.perf_counter() < stop_at:
                 started = time.perf_counter()
-                recorder.record_answer(started, await _send(call, next(requests), timeout_s))
+                recorder.record_answer(started, await send(next(requests), timeout_s))
 
         tasks = [asyncio.create_task(client()) for _ in range(concurrency)]
         await _tick(warmup_s, on_tick)
@@ -269,11 +376,10 @@ async def open_loop(
     interval = 1.0 / rate
     outstanding: set[asyncio.Task[None]] = set()
     dropped = 0
-    async with _channel(target) as channel:
-        call = channel.unary_unary(PREDICT_METHOD)
+    async with _sender(target, workload) as send:
 
         async def one(scheduled: float, request: bytes, measured: bool) -> None:
-            recorder.record(scheduled, await _send(call, request, timeout_s), measured)
+            recorder.record(scheduled, await send(request, timeout_s), measured)
 
         start = time.perf_counter()
         measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s

@@ -151,3 +151,29 @@ def test_in_process_goodput_compares_the_policies_on_the_batcher_alone(tmp_path)
     assert len(report["cases"]) == 4
     for sides in report["cases"].values():
         assert sides["before"]["refused_early"] == 0 and sides["after"]["refused_early"] > 0
+
+
+@pytest.mark.parametrize("protocol", ["tfs-grpc", "tfs-rest", "kserve-grpc"])
+@pytest.mark.parametrize("kind", ["jpeg", "pixels"])
+def test_the_load_generator_speaks_each_protocol(tiny_server, protocol, kind):
+    """The same load in TF Serving gRPC, TF Serving REST and KServe v2: what a user points at TF Serving,
+    Triton or MLServer."""
+    from benchmarks.load import Workload
+
+    workload = (Workload.encoded_images("tiny", jpeg_corpus(4), protocol=protocol) if kind == "jpeg"
+                else Workload.pixels("tiny", 32, 32, count=4, protocol=protocol))
+    target = tiny_server.address if protocol != "tfs-rest" else f"127.0.0.1:{tiny_server.metrics_port}"
+    level = server_block(target, workload, 2, 0.5, 0.1)
+    assert level.ok > 0 and not level.errors, level.errors
+
+
+def test_compare_alternates_two_targets_and_reports_ratios(tiny_server, tmp_path, capsys):
+    from benchmarks.cli import main
+
+    assert main(["compare", tiny_server.address, tiny_server.address, "--model", "tiny", "--input", "pixels",
+                 "--concurrency", "2", "--rounds", "2", "--duration", "0.3", "--warmup", "0.1",
+                 "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "compare.json").read_text())
+    level = report["levels"]["2"]
+    assert len(level["requests_per_s"]["ratio"]) == 2 and level["errors"] == {"a": 0, "b": 0}
+    assert "ratio" in capsys.readouterr().out
