@@ -7,7 +7,7 @@ MODEL_BASE_PATH ?= $(CURDIR)/models/inception
 MODEL_VERSION ?= 1
 PORT ?= 8500
 REST_API_PORT ?= 8501
-SERVE_FLAGS ?= --enable_batching=true --max_batch_size=16
+SERVE_FLAGS ?= --enable_batching=true --max_batch_size=auto
 # imagenet-or-seeded: download Keras' ImageNet weights (or reuse Keras' cache), else seeded random weights;
 # imagenet: the download or fail; seeded: seeded random weights; or a path to a Keras .h5 file.
 WEIGHTS ?= imagenet-or-seeded

@@ -8,6 +8,7 @@ parser reads the file: existing TF Serving batching files work unchanged, typos 
 from __future__ import annotations
 
 import logging
+import re
 from functools import cache
 from pathlib import Path
 
@@ -59,8 +60,19 @@ def _message_class() -> type:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("batchserve.tfserving.BatchingParameters"))
 
 
+# Our extension of the text format: `max_batch_size { value: auto }` (or `max_batch_size: auto`) asks for the
+# batch size to be measured at load (service/batch_size_tuning.py).
+_AUTO_BATCH_SIZE = re.compile(r"max_batch_size\s*(?::\s*auto\b|:?\s*\{\s*value\s*:\s*auto\s*\})")
+
+
+def asks_for_auto_batch_size(text: str) -> bool:
+    return _AUTO_BATCH_SIZE.search(text) is not None
+
+
 def parse_batching_parameters(text: str, defaults: BatchingParameters | None = None) -> BatchingParameters:
-    """Parse the text proto; fields not set keep `defaults`. Raises ValueError naming the problem."""
+    """Parse the text proto; fields not set keep `defaults` (`max_batch_size: auto` too: the caller asks
+    `asks_for_auto_batch_size`). Raises ValueError naming the problem."""
+    text = _AUTO_BATCH_SIZE.sub("", text)
     proto = _message_class()()
     try:
         text_format.Parse(text, proto)

@@ -152,6 +152,15 @@ class _ModelStateCollector(Collector):
             "Items (images or rows) admitted and not yet answered, per model and stage: decoding, queued, running",
             labels=["model", "stage"],
         )
+        max_batch = GaugeMetricFamily(
+            "inference_max_batch_size", "Largest batch the served version runs (measured with --max_batch_size=auto)",
+            labels=["model"],
+        )
+        curve = GaugeMetricFamily(
+            "inference_batch_size_throughput",
+            "Items per second measured at each batch size while the version warmed up (--max_batch_size=auto)",
+            labels=["model", "batch_size"],
+        )
         ready = GaugeMetricFamily(
             "inference_model_ready", "1 when a version of the model is AVAILABLE to serve requests, else 0",
             labels=["model"],
@@ -172,8 +181,15 @@ class _ModelStateCollector(Collector):
             for stage, items in stages.items():
                 backlog.add_metric([name, stage], float(items))
             ready.add_metric([name], 1.0 if available else 0.0)
+            latest = max((v for v in versions if v.state is VersionState.AVAILABLE), key=lambda v: v.version,
+                         default=None)
+            if latest is not None and latest.batching is not None:
+                max_batch.add_metric([name], float(latest.batching.max_batch_size))
+                if latest.batch_size_choice is not None:
+                    for point in latest.batch_size_choice.curve:
+                        curve.add_metric([name, str(point.batch_size)], point.items_per_second)
             version.add_metric([name], float(max(available, default=0)))
-        yield from (depth, backlog, ready, version)
+        yield from (depth, backlog, ready, version, max_batch, curve)
 
 
 class _MetricsListener(BatchListener):

@@ -13,6 +13,7 @@ Each served version owns its runtime and its batcher, so versions and models nev
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import time
@@ -20,11 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from batching import Batcher, BatchInfo, BatchingParameters, BatchListener, DeadlinePolicy, ListenerGroup
 
 from . import heap
 from .errors import InvalidInputError, ModelNotFoundError, UnavailableError, servable_not_found
 from .model_config import ModelSource
+from .batch_size_tuning import BatchSizeChoice, choose_batch_size
 from .runtime import DEFAULT_TAGS, ModelLoadError, ModelRuntime, Prediction
 from .signature_batching import SignatureBatchers
 from .warmup import WARMUP_FILE, read_warmup_requests, run_recorded_predictions
@@ -53,6 +57,8 @@ class ServedVersion:
     batcher: Batcher[object, Prediction] | None = None  # the image fast path's (models with the image contract)
     signature_batchers: SignatureBatchers | None = None  # every other signature's, by signature and row shapes
     loaded_seconds: float = 0.0
+    batching: BatchingParameters | None = None  # this version's (with --max_batch_size=auto, its measured size)
+    batch_size_choice: BatchSizeChoice | None = None  # how --max_batch_size=auto chose, with the curve
     # time.monotonic() when a batch first ran past --batch_execution_timeout_seconds, until a batch completes
     stuck_since: float | None = None
     # Requests that picked this version and have not had their answer yet (see ModelManager.lease).
@@ -150,8 +156,12 @@ class ModelManager:
         deadline_policy: DeadlinePolicy | None = None,
         enable_model_warmup: bool = True,
         saved_model_tags: Sequence[str] = DEFAULT_TAGS,
+        auto_batch_size: bool = False,
+        batch_latency_budget_seconds: float = 0.0,
     ) -> None:
         self._batching = batching
+        self._auto_batch_size = auto_batch_size
+        self._batch_latency_budget = batch_latency_budget_seconds
         self._saved_model_tags = tuple(saved_model_tags)
         self._enable_model_warmup = enable_model_warmup
         self._batch_execution_timeout = batch_execution_timeout
@@ -298,7 +308,7 @@ class ModelManager:
         _log.info("loading model %s version %d from %s", model.name, version, served.path)
         started = time.perf_counter()
         try:
-            served.runtime = await asyncio.to_thread(self._load_and_warm, served.path)
+            served.runtime, served.batch_size_choice = await asyncio.to_thread(self._load_and_warm, served.path)
         except Exception as error:  # TF raises a zoo of types for corrupt models: refuse them all
             served.state, served.error = VersionState.END, str(error) or type(error).__name__
             model.refused.add(version)
@@ -307,11 +317,14 @@ class ModelManager:
                 "refused model %s version %d: %s; still serving versions %s", model.name, version, served.error, serving
             )
             return
+        served.batching = self._batching
+        if served.batch_size_choice is not None:
+            served.batching = dataclasses.replace(self._batching, max_batch_size=served.batch_size_choice.batch_size)
         if served.runtime.image_contract:
-            served.batcher = self._new_batcher(served, "", served.runtime.run_batch, self._batching)
+            served.batcher = self._new_batcher(served, "", served.runtime.run_batch, served.batching)
         served.signature_batchers = SignatureBatchers(
             lambda label, run_batch, parameters: self._new_batcher(served, label, run_batch, parameters),
-            self._batching,
+            served.batching,
         )
         served.loaded_seconds = time.perf_counter() - started
         served.state = VersionState.AVAILABLE  # from here on, get(name) picks it if it is the highest
@@ -330,30 +343,44 @@ class ModelManager:
             execution_timeout=self._batch_execution_timeout, deadline_policy=self._deadline_policy,
         )
 
-    def _load_and_warm(self, path: Path) -> ModelRuntime:
-        """Load, then run every allowed batch size and the recorded warm-up requests, so no client pays."""
+    def _load_and_warm(self, path: Path) -> tuple[ModelRuntime, BatchSizeChoice | None]:
+        """Load, then run every allowed batch size and the recorded warm-up requests, so no client pays; with
+        --max_batch_size=auto, time the batch sizes first and keep the best (service/batch_size_tuning.py)."""
         runtime = ModelRuntime(path, self._saved_model_tags)
         if not runtime.image_contract:
             recorded = run_recorded_predictions(runtime, path) if self._enable_model_warmup else 0
             _log.info("loaded %s: signatures %s%s", path, sorted(runtime.signatures),
                       f", warmed up with {recorded} recorded request(s)" if recorded else "")
-            return runtime
-        sizes = self._batching.allowed_batch_sizes or (1, self._batching.max_batch_size)
+            if self._auto_batch_size:
+                _log.warning("%s: --max_batch_size=auto times image models only (it needs inputs of the model's "
+                             "own making); batching at %d", path, self._batching.max_batch_size)
+            return runtime, None
+        choice = None
+        max_batch_size = self._batching.max_batch_size
+        if self._auto_batch_size:
+            blank = np.zeros(runtime.input_shape, dtype=np.float32)  # type: ignore[arg-type]
+            choice = choose_batch_size(lambda size: runtime.run_batch([blank] * size, size),
+                                       latency_budget_seconds=self._batch_latency_budget)
+            max_batch_size = choice.batch_size
+            _log.info("%s: %s", path, choice.describe(), extra={"batch_size_curve": [
+                {"batch_size": p.batch_size, "items_per_second": round(p.items_per_second, 2),
+                 "seconds_per_batch": round(p.seconds_per_batch, 4)} for p in choice.curve]})
+        sizes = self._batching.allowed_batch_sizes or (1, max_batch_size)
         runtime.warm_up(sizes)
         requests = read_warmup_requests(path) if self._enable_model_warmup else []
         for request in requests:
             pixels = request.pixels if request.pixels is not None else [runtime.preprocess(i) for i in request.images or []]
             if len(pixels) and tuple(pixels[0].shape) != tuple(runtime.input_shape):
                 raise ModelLoadError(f"{path / WARMUP_FILE}: pixels of shape {list(pixels[0].shape)} do not fit the model")
-            step = self._batching.max_batch_size
+            step = max_batch_size
             for start in range(0, len(pixels), step):
                 chunk = list(pixels[start:start + step])
-                runtime.run_batch(chunk, self._batching.padded_size(len(chunk)))
+                runtime.run_batch(chunk, len(chunk) if choice else self._batching.padded_size(len(chunk)))
         _log.info(
             "warmed up %s: batch sizes %s%s", path, sorted(set(sizes)),
             f", {len(requests)} request(s) from {WARMUP_FILE}" if requests else "",
         )
-        return runtime
+        return runtime, choice
 
     async def _unload(self, served: ServedVersion) -> None:
         """Stop routing to `served`, let every request that picked it finish, then release it."""

@@ -33,6 +33,7 @@ from .metrics import ServingMetrics
 from .model_config import parse_model_config
 from .model_manager import ModelManager
 from .rest_api.http_server import RestServer
+from .batch_size_tuning import LADDER
 from .runtime import ModelLoadError, ModelRuntime, configure_tensorflow
 from .self_warmup import loopback_address, warm_up_through_grpc
 from .settings import ServerSettings
@@ -72,7 +73,8 @@ class ModelServer:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         configure_tensorflow(settings.intra_op_threads, settings.inter_op_threads)
-        self.metrics = ServingMetrics(settings.effective_batching.max_batch_size)
+        self.metrics = ServingMetrics(
+            max(LADDER) if settings.auto_batch_size else settings.effective_batching.max_batch_size)
         self.tracing = configure_tracing()
         listener_factories = [self.metrics.listener_factory()]
         if self.tracing.enabled:  # off, the batch tracer would only walk every batch to find nothing sampled
@@ -84,6 +86,8 @@ class ModelServer:
             deadline_policy=settings.deadline_policy,
             enable_model_warmup=settings.enable_model_warmup,
             saved_model_tags=settings.saved_model_tags,
+            auto_batch_size=settings.auto_batch_size and settings.enable_batching,
+            batch_latency_budget_seconds=settings.batch_latency_budget_ms / 1000,
         )
         self.metrics.watch_models(self.models)
         self._decode_executor = ThreadPoolExecutor(
@@ -173,11 +177,13 @@ class ModelServer:
         self._health_watcher = asyncio.get_running_loop().create_task(self._watch_health(), name="health-watcher")
         batching = settings.effective_batching
         _log.info(
-            "ready: models=%s grpc=%s:%d metrics=%s:%d batching=%s max_batch_size=%d "
+            "ready: models=%s grpc=%s:%d metrics=%s:%d batching=%s max_batch_size=%s "
             "batch_timeout_micros=%d num_batch_threads=%d tls=%s",
             ",".join(f"{name}@{self.models.get(name).version}" for name in self.models.model_names),
             settings.host, self.grpc_port, settings.host, self.metrics_port,
-            "on" if settings.enable_batching else "off", batching.max_batch_size,
+            "on" if settings.enable_batching else "off",
+            ",".join(f"{name}:{self.models.get(name).batching.max_batch_size}" for name in self.models.model_names)  # type: ignore[union-attr]
+            if settings.auto_batch_size and settings.enable_batching else batching.max_batch_size,
             batching.batch_timeout_micros, batching.num_batch_threads,
             "off" if tls is None else ("mutual" if tls.require_client_auth else "on"),
             extra={"grpc_port": self.grpc_port, "metrics_port": self.metrics_port},

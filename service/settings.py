@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 from batching import BatchingParameters, DeadlinePolicy
 
 from .admin_access import AdminAccess, parse_admin_header
-from .batching_config import parse_batching_parameters_file
+from .batching_config import asks_for_auto_batch_size, parse_batching_parameters
 from .model_config import ModelSource, parse_model_config_file
 from .monitoring_config import parse_monitoring_config_file
 
@@ -94,6 +94,10 @@ class ServerSettings:
     # Predict answers numbers in tensor_content instead of the typed *_val fields (TF Serving's default: false)
     enable_serialization_as_tensor_content: bool = False
     saved_model_tags: tuple[str, ...] = ("serve",)  # the MetaGraph loaded from each SavedModel
+    # --max_batch_size=auto: each model's batch size is measured at load (batching.max_batch_size is the
+    # size used where it cannot be, e.g. a model without sample inputs)
+    auto_batch_size: bool = False
+    batch_latency_budget_ms: float = 0.0  # auto: largest batch time allowed; 0: none
     enable_model_config_reload: bool = False  # ModelService.HandleReloadConfigRequest may replace the models
     # Who may call administrative RPCs: callers presenting this metadata header (key, value) ...
     admin_header: tuple[str, str] | None = None
@@ -152,6 +156,12 @@ def _parse_bool(text: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _batch_size_or_auto(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _positive_int(text)
 
 
 def _admin_header(text: str) -> tuple[str, str]:
@@ -255,7 +265,15 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "--batching_parameters_file",
         help="TF Serving BatchingParameters text proto, e.g. 'max_batch_size { value: 32 }'",
     )
-    parser.add_argument("--max_batch_size", type=_positive_int, help="largest batch the model runs")
+    parser.add_argument(
+        "--max_batch_size", type=_batch_size_or_auto,
+        help="largest batch the model runs, or auto: time the model at batch sizes 1..128 while it warms up and "
+        "keep the best throughput within --batch_latency_budget_ms",
+    )
+    parser.add_argument(
+        "--batch_latency_budget_ms", type=_non_negative_float,
+        help="with --max_batch_size=auto: the longest a batch may take (default 0: no budget)",
+    )
     parser.add_argument(
         "--batch_timeout_micros", type=_non_negative_int,
         help="longest an item waits for its batch to fill while the model is busy",
@@ -445,9 +463,16 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     batching_file = given.pop("batching_parameters_file", None)
     if batching_file:
         try:
-            batching = parse_batching_parameters_file(Path(batching_file))
+            text = Path(batching_file).read_text(encoding="utf-8")
+            batching = parse_batching_parameters(text)
         except (OSError, ValueError) as error:
             parser.error(f"--batching_parameters_file: {error}")
+        given["auto_batch_size"] = asks_for_auto_batch_size(text)
+    if given.get("max_batch_size") == "auto":
+        given.pop("max_batch_size")
+        given["auto_batch_size"] = True
+    elif "max_batch_size" in given:
+        given["auto_batch_size"] = False
     overrides = {name: given.pop(name) for name in _BATCHING_FLAGS if name in given}
     if "allowed_batch_sizes" in given:
         overrides["allowed_batch_sizes"] = tuple(given.pop("allowed_batch_sizes"))
@@ -491,6 +516,8 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
         parser.error("--tls_cert_file and --tls_key_file go together")
     if given.get("tls_client_ca_file") and not given.get("tls_cert_file"):
         parser.error("--tls_client_ca_file needs --tls_cert_file and --tls_key_file")
+    if given.get("auto_batch_size") and batching.allowed_batch_sizes:
+        parser.error("--max_batch_size=auto measures the batch size: it does not go with --allowed_batch_sizes")
     if given.get("enable_model_config_reload") and not (given.get("admin_header") or given.get("admin_client_cert_names")):
         parser.error(
             "--enable_model_config_reload needs --admin_header (or BATCHSERVE_ADMIN_HEADER) or "

@@ -1,0 +1,81 @@
+"""--max_batch_size=auto: the choice, with a fake model whose batch times are known."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.batch_size_tuning import choose_batch_size
+from service.settings import load_settings
+
+
+class FakeModel:
+    """Batch time = fixed overhead + per-item cost, slower per item past `knee` (a cache falling over)."""
+
+    def __init__(self, overhead: float, per_item: float, knee: int = 10**9, past_knee: float = 0.0) -> None:
+        self.now = 0.0
+        self.calls: list[int] = []
+        self._overhead, self._per_item, self._knee, self._past_knee = overhead, per_item, knee, past_knee
+
+    def clock(self) -> float:
+        return self.now
+
+    def run(self, size: int) -> None:
+        self.calls.append(size)
+        self.now += self._overhead + self._per_item * size + self._past_knee * max(0, size - self._knee)
+
+
+def choose(model: FakeModel, **kwargs):  # type: ignore[no-untyped-def]
+    return choose_batch_size(model.run, clock=model.clock, min_seconds_per_size=0.0, **kwargs)
+
+
+def test_the_best_throughput_wins_and_the_curve_is_kept():
+    model = FakeModel(overhead=0.010, per_item=0.001, knee=32, past_knee=0.004)
+    choice = choose(model)
+    assert choice.batch_size == 32
+    assert [p.batch_size for p in choice.curve][:6] == [1, 2, 4, 8, 16, 32]
+    assert "max_batch_size 32" in choice.describe()
+
+
+def test_climbing_stops_after_two_sizes_that_lose_throughput():
+    model = FakeModel(overhead=0.004, per_item=0.001, knee=4, past_knee=0.01)
+    choice = choose(model)
+    assert choice.batch_size == 4
+    assert max(model.calls) == 16  # 8 and 16 were slower per item: 32 and beyond never tried
+
+
+def test_nearly_equal_throughputs_go_to_the_smaller_batch():
+    model = FakeModel(overhead=0.0001, per_item=0.001)  # throughput grows by well under 2% past 8
+    assert choose(model).batch_size <= 8
+
+
+def test_the_latency_budget_caps_the_batch():
+    model = FakeModel(overhead=0.010, per_item=0.001)
+    choice = choose(model, latency_budget_seconds=0.020)  # 10 ms + 1 ms per item: 8 fits (18 ms), 16 not
+    assert choice.batch_size == 8
+    assert "within 20 ms" in choice.reason
+
+
+def test_auto_is_a_flag_value_and_a_batching_file_value(tmp_path):
+    settings = load_settings(["--max_batch_size=auto", "--batch_latency_budget_ms=250"], environ={})
+    assert settings.auto_batch_size and settings.batch_latency_budget_ms == 250
+    assert not load_settings(["--max_batch_size=16"], environ={}).auto_batch_size
+    config = tmp_path / "batching.txt"
+    config.write_text("max_batch_size { value: auto }\nbatch_timeout_micros { value: 500 }\n")
+    from_file = load_settings([f"--batching_parameters_file={config}"], environ={})
+    assert from_file.auto_batch_size and from_file.batching.batch_timeout_micros == 500
+    with pytest.raises(SystemExit):
+        load_settings(["--max_batch_size=auto", "--allowed_batch_sizes=8,16"], environ={})
+
+
+def test_the_server_measures_its_batch_size_and_exports_the_curve(tiny_model_base):
+    from server_process import ServerProcess
+
+    with ServerProcess(tiny_model_base, "--enable_batching=true", "--max_batch_size=auto", model_name="tiny") as server:
+        chosen = server.metric_value("inference_max_batch_size", 'model="tiny"')
+        text = server.metrics_text()
+        measured = {int(line.split('batch_size="')[1].split('"')[0]): float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines() if line.startswith("inference_batch_size_throughput{")}
+        assert chosen in measured and measured[chosen] >= 0.98 * max(measured.values())
+        assert 1 in measured and len(measured) >= 3
+        assert any("max_batch_size" in line and "measured 1:" in line for line in server.log_lines)
+        assert any(f"tiny:{int(chosen)}" in line for line in server.log_lines if "ready:" in line)
