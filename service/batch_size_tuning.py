@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 LADDER = (1, 2, 4, 8, 16, 32, 64, 128)
-# Throughputs within this fraction of the best count as equal: the smaller batch wins (less latency, less
-# padding), so noise between two nearly equal sizes cannot pick the slower-to-fill one.
-TIE = 0.02
+# Throughputs within this fraction of the best count as equal: the smaller batch wins (half the wait per image
+# for each halving, and easier to fill), so timing noise between two nearly equal sizes (a few percent on a
+# shared CPU) cannot pick the larger one.
+TIE = 0.03
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def test_climbing_stops_after_two_sizes_that_lose_throughput():
 
 
 def test_nearly_equal_throughputs_go_to_the_smaller_batch():
-    model = FakeModel(overhead=0.0001, per_item=0.001)  # throughput grows by well under 2% past 8
+    model = FakeModel(overhead=0.0001, per_item=0.001)  # throughput grows by well under 3% past 8
     assert choose(model).batch_size <= 8
 
 
@@ -75,7 +75,7 @@ def test_the_server_measures_its_batch_size_and_exports_the_curve(tiny_model_bas
         text = server.metrics_text()
         measured = {int(line.split('batch_size="')[1].split('"')[0]): float(line.rsplit(" ", 1)[1])
                     for line in text.splitlines() if line.startswith("inference_batch_size_throughput{")}
-        assert chosen in measured and measured[chosen] >= 0.98 * max(measured.values())
+        assert chosen in measured and measured[chosen] >= 0.97 * max(measured.values())
         assert 1 in measured and len(measured) >= 3
         assert any("max_batch_size" in line and "measured 1:" in line for line in server.log_lines)
         assert any(f"tiny:{int(chosen)}" in line for line in server.log_lines if "ready:" in line)
