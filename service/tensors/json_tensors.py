@@ -46,13 +46,18 @@ class _ValueError(Exception):
 def loads(data: bytes | str) -> Any:
     """Parse a request body; errors read like TF Serving's ("JSON Parse error: ... at offset: N").
 
-    NaN, Infinity and -Infinity are accepted (TF Serving parses with rapidjson's kParseNanAndInfFlag). Nesting
+    NaN, Infinity and -Infinity are accepted (TF Serving parses with rapidjson's kParseNanAndInfFlag), but a
+    number too large for a double (1e400) is refused as rapidjson refuses it, not read as an infinity. Nesting
     is bounded by the parser's recursion guard, turned into a parse error instead of a crash.
     """
     if not data:
         raise InvalidInputError("JSON Parse error: The document is empty")
     try:
+        if _may_overflow(data):  # rare: only then does every number go through a Python-level check
+            return json.loads(data, parse_float=_finite_float, parse_int=_double_sized_int)
         return json.loads(data)
+    except _NumberTooBig:
+        raise InvalidInputError("JSON Parse error: Number too big to be stored in double.") from None
     except json.JSONDecodeError as error:
         raise InvalidInputError(f"JSON Parse error: {_rapidjson_wording(error)} at offset: {error.pos}") from None
     except UnicodeDecodeError as error:
@@ -61,6 +66,43 @@ def loads(data: bytes | str) -> Any:
         raise InvalidInputError("JSON Parse error: The document is nested too deeply.") from None
     except ValueError:  # an integer token of more digits than Python converts (4300)
         raise InvalidInputError("JSON Parse error: Number too big to be stored in double.") from None
+
+
+class _NumberTooBig(Exception):
+    """A number token beyond the largest double (rapidjson's kParseErrorNumberTooBig)."""
+
+
+# A number token reaches 1.8e308 only with an exponent of three or more digits, or with 210 or more digits
+# before its exponent (which then has at most two). `_may_overflow` looks for either in a copy of the body with
+# every digit made '0' and '+' dropped: 2-3 ms per MB, a tenth of the parse at most, where checking every number
+# would add a third to it. It may fire on a string's contents; the check it enables is exact.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789E", b"000000000e")
+_OVERFLOW_HINTS = (b"e000", b"0" * 210)
+
+
+def _may_overflow(data: bytes | str) -> bool:
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    skeleton = raw.translate(_DIGITS_AS_ZERO, b"+")
+    return any(hint in skeleton for hint in _OVERFLOW_HINTS)
+
+
+def _finite_float(token: str) -> float:
+    number = float(token)
+    if math.isinf(number):  # the tokens NaN/Infinity go to parse_constant, not here
+        raise _NumberTooBig
+    return number
+
+
+def _double_sized_int(token: str) -> int:
+    """An integer token as Python reads it; one beyond the largest double is refused, as rapidjson (which
+    reads integers outside int64/uint64 as doubles) refuses it."""
+    number = int(token)
+    if len(token) > 300:
+        try:
+            float(number)
+        except OverflowError:
+            raise _NumberTooBig from None
+    return number
 
 
 _PARSE_WORDING = {  # Python's json message → rapidjson's, where one clearly corresponds
@@ -100,6 +142,11 @@ def _show(value: Any) -> str:
     """A JSON value as an error message echoes it (TF Serving's JsonValueToString), cut short."""
     text = json.dumps(_pruned(value, 4), ensure_ascii=False, allow_nan=True)
     return text if len(text) <= _SHOW_CHARS else text[: _SHOW_CHARS - 3] + "..."
+
+
+def _cut(name: str) -> str:
+    """A key of the request (an input or feature name) as a message echoes it, cut short like a value."""
+    return name if len(name) <= _SHOW_CHARS else name[: _SHOW_CHARS - 3] + "..."
 
 
 def _pruned(value: Any, depth: int) -> Any:
@@ -151,6 +198,25 @@ def parse_predict_request(body: Any, signature: SignatureSpec) -> tuple[dict[str
     Columnar format: the bare value (one-input signatures) or an object naming every input, each a nested
     list of any rank or a scalar. `signature_name` is the caller's business.
     """
+    try:
+        return _predict_request(body, signature)
+    except InvalidInputError as error:
+        raise _utf8_safe(error) from None
+
+
+def _utf8_safe(error: InvalidInputError) -> InvalidInputError:
+    """The error, its message made encodable as UTF-8: a string or key it echoes from the request may hold an
+    unpaired surrogate (JSON's "\\ud800"), which gRPC details, logs and strict JSON readers cannot take; it is
+    written as the six characters \\ud800 instead."""
+    text = str(error)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return InvalidInputError(text.encode("utf-8", "backslashreplace").decode())
+    return error
+
+
+def _predict_request(body: Any, signature: SignatureSpec) -> tuple[dict[str, np.ndarray], bool]:
     if not isinstance(body, dict):
         raise InvalidInputError(f"JSON Value: {_show(body)} Is not object")
     if not signature.inputs:
@@ -214,9 +280,10 @@ def _rows(body: dict[str, Any], signature: SignatureSpec) -> dict[str, np.ndarra
 def _instance_keys_error(index: int, instance: dict[str, Any], signature: SignatureSpec) -> NoReturn:
     unknown = sorted(set(instance) - set(signature.inputs))
     if unknown:
+        key = _cut(unknown[0])
         raise InvalidInputError(
-            f"Failed to process element: {index} key: {unknown[0]} of 'instances' list. Error: INVALID_ARGUMENT: "
-            f"JSON object: does not have named input: {unknown[0]} (the signature's inputs: {_input_list(signature)})"
+            f"Failed to process element: {index} key: {key} of 'instances' list. Error: INVALID_ARGUMENT: "
+            f"JSON object: does not have named input: {key} (the signature's inputs: {_input_list(signature)})"
         )
     missing = ",".join(sorted(set(signature.inputs) - set(instance)))
     raise InvalidInputError(
@@ -451,14 +518,28 @@ def _lossless(value: int | float, max_int: int, max_value: float, target: str) -
 
 
 def _b64_decode(value: dict[str, Any]) -> bytes:
-    """TF Serving's JsonDecodeBase64Object; like absl's Base64Unescape, the padding may be left off."""
+    """TF Serving's JsonDecodeBase64Object; like absl's Base64Unescape, the padding may be left off and ASCII
+    whitespace anywhere is skipped (base64.encodebytes' line breaks, say)."""
     if not _is_b64(value):
         raise _ValueError(f"JSON Value: {_show(value)} not formatted correctly for base64 data")
     text = value[_B64]
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        return _b64_unpadded(text)
     except (binascii.Error, ValueError):
-        raise _ValueError("Unable to base64 decode") from None
+        compact = text.translate(_NO_ASCII_SPACE)  # only on this rare path: the common one stays one call
+        if compact != text:
+            try:
+                return _b64_unpadded(compact)
+            except (binascii.Error, ValueError):
+                pass
+    raise _ValueError("Unable to base64 decode")
+
+
+def _b64_unpadded(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+_NO_ASCII_SPACE = str.maketrans("", "", " \t\n\v\f\r")  # absl::ascii_isspace
 
 
 def _from_flat(values: list[Any], shape: tuple[int, ...], dtype: DType) -> np.ndarray:
@@ -610,6 +691,13 @@ def examples_from_json(body: Any) -> list[bytes]:
     list) must share one list type. The merge is TF Serving's: the context's bytes followed by the example's,
     so a feature named in both takes the example's value (protobuf's map merge).
     """
+    try:
+        return _examples(body)
+    except InvalidInputError as error:
+        raise _utf8_safe(error) from None
+
+
+def _examples(body: Any) -> list[bytes]:
     if not isinstance(body, dict):
         raise InvalidInputError(f"JSON Value: {_show(body)} Is not object")
     context = _example(body["context"]).SerializeToString() if "context" in body else b""
@@ -631,7 +719,11 @@ def _example(value: Any) -> example_pb2.Example:
         raise InvalidInputError(f"Example must be JSON object but got JSON {_json_type(value)}")
     example = example_pb2.Example()
     for name, content in value.items():
-        example.features.feature[name].CopyFrom(_feature(name, content if type(content) is list else [content]))
+        feature = _feature(name, content if type(content) is list else [content])
+        try:
+            example.features.feature[name].CopyFrom(feature)
+        except ValueError:  # UnicodeEncodeError: protobuf's map keys are UTF-8
+            raise InvalidInputError(f"Feature name {_show(name)} is not valid UTF-8 (an unpaired surrogate)") from None
     return example
 
 
@@ -644,7 +736,9 @@ def _feature(name: str, values: Iterable[Any]) -> feature_pb2.Feature:
     for value in values:
         value_kind = _feature_kind(name, value)
         if kind is not None and value_kind != kind:
-            raise InvalidInputError(f"Unexpected element type in feature: {name} expecting type: {_KIND_NAMES[kind]}")
+            raise InvalidInputError(
+                f"Unexpected element type in feature: {_cut(name)} expecting type: {_KIND_NAMES[kind]}"
+            )
         kind = value_kind
         items.append(_feature_item(name, value_kind, value))
     feature = feature_pb2.Feature()
@@ -664,7 +758,7 @@ def _feature_kind(name: str, value: Any) -> str:
         return "int64_list"
     if type(value) in _NUMBER_TYPES:
         return "float_list"
-    raise InvalidInputError(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
+    raise InvalidInputError(f"Feature: {_cut(name)} has element with unexpected JSON type: {_json_type(value)}")
 
 
 def _feature_item(name: str, kind: str, value: Any) -> Any:
@@ -676,9 +770,9 @@ def _feature_item(name: str, kind: str, value: Any) -> Any:
     except _ValueError as error:
         raise InvalidInputError(str(error)) from None
     except UnicodeEncodeError:
-        raise InvalidInputError(f"Feature: {name} has a string that is not valid UTF-8") from None
+        raise InvalidInputError(f"Feature: {_cut(name)} has a string that is not valid UTF-8") from None
     if value >= 1 << 63:
-        raise InvalidInputError(f"Feature: {name} has uint64 element. Only int64 is supported.")
+        raise InvalidInputError(f"Feature: {_cut(name)} has uint64 element. Only int64 is supported.")
     return int(value)
 
 

@@ -21,6 +21,7 @@ from ..errors import InvalidInputError
 from .dtypes import BY_TF_ENUM, STRING, DType, of_array, tf_type_name
 
 MAX_DIMENSION = 2**31 - 1  # TF Serving refuses larger dimensions too, and numpy cannot describe some
+MAX_RANK = 64  # numpy's limit (NPY_MAXDIMS); TensorFlow allows 254, but no request tensor needs more than 64
 MAX_ELEMENTS = 2**31  # a guard against a few bytes of request asking for terabytes of zeros
 # TensorFlow's short-list rule lets a few bytes ask for any number of repeated values; tensors larger than this
 # must carry their values (the message size limit then bounds them).
@@ -40,6 +41,8 @@ def checked_shape(dims: Sequence[int], what: str, max_elements: int = MAX_ELEMEN
     overflow; the limit applies to the non-zero dimensions even when a zero one empties the tensor, since
     numpy cannot describe such a shape either.
     """
+    if len(dims) > MAX_RANK:  # before reading them: the message names the rank, not thousands of dimensions
+        raise InvalidInputError(f"{what} has {len(dims)} dimensions; at most {MAX_RANK} are supported")
     shape = tuple(int(size) for size in dims)
     if any(size < 0 for size in shape):
         raise InvalidInputError(f"{what} has shape {list(shape)}: dimensions must be non-negative")
