@@ -21,6 +21,7 @@ from .signatures import IMAGE_FEATURE
 from .tensors.dtypes import tf_type_name
 
 _MAX_DIMENSION = 2**31 - 1
+_MAX_RANK = 32
 
 
 def _shape(tensor: tensor_pb2.TensorProto) -> list[int]:
@@ -50,6 +51,8 @@ def float_array(tensor: tensor_pb2.TensorProto, input_name: str) -> np.ndarray:
     shape = _shape(tensor)
     if tensor.tensor_shape.unknown_rank or any(size < 0 for size in shape):
         raise InvalidInputError(f"input '{input_name}' needs a fully known shape, got {shape}")
+    if len(shape) > _MAX_RANK:  # numpy cannot describe it, and no image batch has it
+        raise InvalidInputError(f"input '{input_name}' has {len(shape)} dimensions; at most {_MAX_RANK} are supported")
     if any(size > _MAX_DIMENSION for size in shape):  # numpy cannot even describe [2**62, 0, 2**62]
         raise InvalidInputError(f"input '{input_name}' declares shape {shape}: a dimension exceeds {_MAX_DIMENSION}")
     expected = math.prod(shape)  # Python ints: no overflow on hostile dimensions

@@ -182,7 +182,7 @@ class ModelRuntime:
         try:
             pixels = self._preprocess(image=tf.constant(image))["pixels"]
         except tf.errors.OpError as error:
-            raise ImageDecodeError(_first_line(error.message)) from None
+            raise ImageDecodeError(_op_error_summary(error.message)) from None
         return pixels.numpy()
 
     def run_batch(
@@ -290,9 +290,11 @@ _GRAPH_ERROR_NOISE = ("Graph execution error", "Detected at node", "<stack trace
 
 
 def _op_error_summary(message: str) -> str:
-    """The line of a TF runtime error that says what went wrong, without node names and stack."""
-    for line in _FUNCTION_NODE.sub("", message).splitlines():
-        line = line.strip()
-        if line and not line.startswith(_GRAPH_ERROR_NOISE) and "defined at" not in line:
+    """The line of a TF runtime error that says what went wrong, without node names and stack (the stack's
+    lines, `  File "...", line N`, and its code lines are indented; the error's own line is not)."""
+    for raw in _FUNCTION_NODE.sub("", message).splitlines():
+        line = raw.strip()
+        if (line and not raw[:1].isspace() and not line.startswith(_GRAPH_ERROR_NOISE)
+                and "defined at" not in line and not line.startswith("File ")):
             return line[:500]
     return "the model's graph raised"

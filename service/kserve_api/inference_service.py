@@ -47,8 +47,9 @@ def parse_version(text: str) -> int | None:
     """KServe versions are strings; "" means the server's choice (the highest available)."""
     if not text:
         return None
-    if not text.isdigit():
-        raise InvalidInputError(f"model_version must be a version number or empty, got '{text}'")
+    # ASCII digits only ("²" and "١" are digits to str.isdigit), within int64 as versions are
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > 2**63 - 1:
+        raise InvalidInputError(f"model_version must be a version number or empty, got '{text[:40]}'")
     return int(text)
 
 
@@ -136,8 +137,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         name, version = request.model_name, parse_version(request.model_version)
         with _worded_for_triton():
             served = self._dataplane.model(name, version)  # NOT_FOUND before input errors
-        if not served.runtime.image_contract:  # type: ignore[union-attr]
-            return await self._infer_tensors(served, request, context)
+        signature = _signature_parameter(request)  # checked on every model: a wrong type is an error
+        if not served.runtime.image_contract or "signature_name" in request.parameters:  # type: ignore[union-attr]
+            return await self._infer_tensors(served, request, context, signature)
         if len(request.inputs) != 1:
             raise InvalidInputError(
                 f"ModelInfer takes exactly one input, '{IMAGES_INPUT}' (BYTES [N]) or '{PIXELS_INPUT}' "
@@ -165,10 +167,10 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return self._response(request, result, wanted)
 
     async def _infer_tensors(
-        self, served: ServedVersion, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
+        self, served: ServedVersion, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext,
+        signature: str,
     ) -> service_pb2.ModelInferResponse:
         """Any model: the v2 tensors as named arrays through a signature, the outputs back as v2 tensors."""
-        signature = _signature_parameter(request)
         spec = self._dataplane.signature(served, signature)
         if request.raw_input_contents and len(request.raw_input_contents) != len(request.inputs):
             raise InvalidInputError(
@@ -201,25 +203,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         shape = list(tensor.shape)
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
             raise InvalidInputError(f"input '{IMAGES_INPUT}' must have shape [N] or [N, 1], got {shape}")
-        values = v2.deserialize_bytes(raw, f"input '{IMAGES_INPUT}'") if raw is not None else list(tensor.contents.bytes_contents)
-        if len(values) != shape[0]:
-            raise InvalidInputError(f"input '{IMAGES_INPUT}' declares shape {shape} but carries {len(values)} values")
-        return values
+        return v2.input_array(tensor, raw).reshape(-1).tolist()  # counts, layout and mixed contents checked there
 
     @staticmethod
     def _pixels(tensor: service_pb2.ModelInferRequest.InferInputTensor, raw: bytes | None) -> np.ndarray:
         if tensor.datatype != "FP32":
             raise InvalidInputError(f"input '{PIXELS_INPUT}' must be FP32, got {tensor.datatype}")
-        shape = list(tensor.shape)
-        if raw is not None:
-            if len(raw) % 4:
-                raise InvalidInputError(f"input '{PIXELS_INPUT}': {len(raw)} raw bytes is not a whole number of FP32")
-            values = np.frombuffer(raw, dtype="<f4")
-        else:
-            values = np.asarray(tensor.contents.fp32_contents, dtype=np.float32)
-        if any(d < 0 for d in shape) or values.size != int(np.prod(shape)):
-            raise InvalidInputError(f"input '{PIXELS_INPUT}' declares shape {shape} but carries {values.size} values")
-        return values.reshape(shape)
+        return v2.input_array(tensor, raw)  # shape (hostile dimensions included) and byte counts checked there
 
     @staticmethod
     def _response(

@@ -16,6 +16,8 @@ import re
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from opentelemetry import propagate
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -35,9 +37,10 @@ _log = logging.getLogger(__name__)
 
 # tensorflow_model_server's own URL patterns (http_rest_api_handler.cc).
 _PREDICTION_PATH = re.compile(
-    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)"
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)"
 )
-_STATUS_PATH = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?")
+_STATUS_PATH = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?(?:/(metadata))?")
+_MAX_VERSION = 2**63 - 1  # versions are int64
 
 # The HTTP status TF Serving answers for each gRPC code (ToHTTPStatusCode in its net_http adapter).
 HTTP_STATUS_BY_CODE: dict[str, int] = {
@@ -74,6 +77,22 @@ def add_metrics_routes(app: web.Application, exposition: MetricsExposition, extr
         app.router.add_get(path, metrics)
 
 
+class _MalformedHttpIsNotAnError(logging.Filter):
+    """aiohttp logs its refusal of malformed HTTP (an 8 KB URL, a broken chunk, an unknown encoding) at ERROR
+    with a traceback; the client got its 400 and the server is fine, so it is one INFO line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (HttpProcessingError, RequestPayloadError)):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args, record.exc_info, record.exc_text = "refused malformed HTTP: %s", (error,), None, None
+        return True
+
+
+_MALFORMED_HTTP_FILTER = _MalformedHttpIsNotAnError()
+logging.getLogger("aiohttp.server").addFilter(_MALFORMED_HTTP_FILTER)
+
+
 class RestServer:
     """An aiohttp application on the running loop; `start` binds, `stop` drains within the grace."""
 
@@ -93,8 +112,8 @@ class RestServer:
         self._observer = observer
         self._timeout_seconds = timeout_seconds  # TF Serving's --rest_api_timeout_in_ms; 0: no deadline
         self._app = web.Application(client_max_size=max_body_bytes)
-        self._app.router.add_route("GET", "/v1/{path:.*}", self._handle_get)
-        self._app.router.add_route("POST", "/v1/{path:.*}", self._handle_post)
+        # TF Serving matches its paths case-insensitively; other methods get a JSON error, not aiohttp's text.
+        self._app.router.add_route("*", "/{path:(?i:v1)/.*}", self._dispatch)
         if metrics_exposition is not None:
             add_metrics_routes(self._app, metrics_exposition, metrics_path)
         self._started = False
@@ -117,6 +136,13 @@ class RestServer:
             await self._runner.cleanup()
 
     # -- handlers --------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return await self._handle_get(request)
+        if request.method == "POST":
+            return await self._handle_post(request)
+        return error_response(405, f"Malformed request: {request.method} {request.path}: use GET or POST")
 
     async def _handle_get(self, request: web.Request) -> web.Response:
         match = _STATUS_PATH.fullmatch(request.path)
@@ -278,14 +304,18 @@ def _version(version_text: str | None, label: str | None) -> int | str | None:
     """`/versions/<number>`, `/labels/<label>` (resolved by the model manager), or None: the latest."""
     if label is not None:
         return label
-    return int(version_text) if version_text is not None else None
+    if version_text is None:
+        return None
+    if len(version_text) > 19 or int(version_text) > _MAX_VERSION:  # TF Serving's wording
+        raise InvalidInputError(f"Failed to convert version: {version_text[:40]} to numeric.")
+    return int(version_text)
 
 
 def _signature(body: dict[str, Any]) -> str:
-    signature = body.get("signature_name", "") or DEFAULT_SIGNATURE
-    if not isinstance(signature, str):
+    signature = body.get("signature_name", "")
+    if not isinstance(signature, str):  # null, false or 0 too: not a quiet fall-back to the default
         raise InvalidInputError("'signature_name' must be a string")
-    return signature
+    return signature or DEFAULT_SIGNATURE
 
 
 async def _json_body(request: web.Request, deadline: float | None) -> dict[str, Any]:
@@ -296,6 +326,8 @@ async def _json_body(request: web.Request, deadline: float | None) -> dict[str, 
             raw = await request.read()
     except TimeoutError:
         raise DeadlineExceededError("the request body did not arrive within --rest_api_timeout_in_ms") from None
+    except RequestPayloadError as error:  # e.g. Content-Encoding: gzip on a body that is not gzip
+        raise InvalidInputError(f"the request body cannot be read: {error}") from None
     loads = json_tensors.loads
     body = await asyncio.to_thread(loads, raw) if len(raw) > _OFF_LOOP_JSON_BYTES else loads(raw)
     if not isinstance(body, dict):

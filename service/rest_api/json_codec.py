@@ -9,13 +9,12 @@ have one input) or objects keyed by the input name; binary values are `{"b64": "
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..tensors.json_tensors import b64_decode
 from ..runtime import Prediction
 from ..signatures import IMAGE_FEATURE, OUTPUT_KEYS
 
@@ -25,16 +24,20 @@ def _is_b64(value: Any) -> bool:
 
 
 def bytes_value(value: Any, where: str) -> bytes:
-    """A DT_STRING element: {"b64": ...} decoded, or a plain JSON string as UTF-8."""
+    """A DT_STRING element: {"b64": ...} decoded (TF Serving's base64 rules: padding optional, whitespace
+    skipped), or a plain JSON string as UTF-8."""
     if _is_b64(value):
         if not isinstance(value["b64"], str):
             raise InvalidInputError(f"{where}: 'b64' must hold a base64 string")
         try:
-            return base64.b64decode(value["b64"], validate=True)
-        except (binascii.Error, ValueError) as error:
+            return b64_decode(value)
+        except InvalidInputError as error:
             raise InvalidInputError(f"{where}: invalid base64: {error}") from None
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError(f"{where}: the string is not valid Unicode (a lone surrogate)") from None
     raise InvalidInputError(f"{where}: expected a string or {{\"b64\": ...}}, got {type(value).__name__}")
 
 
@@ -75,11 +78,17 @@ def bytes_values(values: Sequence[Any], input_key: str) -> list[bytes]:
 
 
 def float_values(values: Sequence[Any], input_key: str) -> np.ndarray:
+    """Nested lists of JSON numbers; null, strings and booleans are refused, not read as NaN or numbers."""
     try:
-        array = np.asarray(values, dtype=np.float32)
+        array = np.asarray(values)
     except (ValueError, TypeError) as error:
         raise InvalidInputError(f"input '{input_key}' must be a dense array of numbers: {error}") from None
-    return array
+    if array.dtype.kind not in "fiu":
+        raise InvalidInputError(
+            f"input '{input_key}' must be a dense array of numbers (got values of type {array.dtype.kind!r}: "
+            "null, strings, booleans or ragged rows)"
+        )
+    return array.astype(np.float32, copy=False)
 
 
 def predict_body(predictions: Sequence[Prediction], row_format: bool) -> dict[str, Any]:

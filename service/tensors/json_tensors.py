@@ -535,6 +535,14 @@ def _b64_decode(value: dict[str, Any]) -> bytes:
     raise _ValueError("Unable to base64 decode")
 
 
+def b64_decode(value: dict[str, Any]) -> bytes:
+    """A {"b64": ...} object decoded by TF Serving's rules; InvalidInputError when it is not base64."""
+    try:
+        return _b64_decode(value)
+    except _ValueError as error:
+        raise InvalidInputError(str(error)) from None
+
+
 def _b64_unpadded(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
