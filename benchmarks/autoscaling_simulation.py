@@ -3,8 +3,8 @@
 One real server (the shipped CPU batching parameters, a deliberately slow convolutional model so that a
 2-core machine queues at modest request rates) stands for every pod of the Deployment: the pods are alike, so
 each gets total load / ready pods. A client sends that share open-loop (low -> high -> low); the server's
-real /metrics `inference_queue_depth` is scraped every second and averaged over the adapter rule's 30 s
-window; the HPA algorithm (benchmarks/hpa.py) with the rendered overlay's min/max, target and `behavior`
+real /metrics backlog waiting for the model (`inference_backlog`, stages decoding and queued: the series the
+adapter rule sums) is scraped every second and averaged over the adapter rule's 30 s window; the HPA algorithm (benchmarks/hpa.py) with the rendered overlay's min/max, target and `behavior`
 turns it into a replica count every sync period; new pods take `--pod-startup` seconds to become ready (model
 load + warm-up) and only then take their share, so the loop closes as it does in a cluster.
 
@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))  # reuse the tests' server runner a
 
 from benchmarks.hpa import HpaController, HpaSpec  # noqa: E402
 
-METRIC = "inference_queue_depth"
+METRIC = "inference_backlog"
+WAITING_STAGES = ("decoding", "queued")  # manifests/prometheus-adapter/values.yaml sums these: work not yet running
 METRIC_WINDOW_SECONDS = 30.0  # manifests/prometheus-adapter/values.yaml: avg_over_time(...[30s])
 
 
@@ -53,7 +54,8 @@ class Timeline:
     max_replicas: int
     seconds: list[float] = field(default_factory=list)  # cluster time of each sample
     offered: list[float] = field(default_factory=list)  # total images/s
-    queue_depth: list[float] = field(default_factory=list)  # the real server's gauge
+    queue_depth: list[float] = field(default_factory=list)  # the real server's waiting backlog (decoding + queued)
+    decoding: list[float] = field(default_factory=list)  # of which still decoding
     metric: list[float] = field(default_factory=list)  # what the HPA saw at its last sync
     replicas: list[int] = field(default_factory=list)
     ready: list[int] = field(default_factory=list)
@@ -62,6 +64,7 @@ class Timeline:
     rejected: int = 0
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # status code: count, of the failed requests
+    first_refusal: float | None = None  # cluster time of the first request refused or failed
 
     def first_time(self, predicate) -> float | None:
         return next((t for t, r in zip(self.seconds, self.replicas) if predicate(r)), None)
@@ -112,10 +115,17 @@ def shipped_autoscaling(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], 
     return hpa, config_map["data"]["batching_parameters.txt"]
 
 
-def _queue_depth(metrics_port: int) -> float:
+def _waiting(metrics_port: int) -> dict[str, float]:
+    """Items admitted and not yet running, by stage: decoding and queued (their sum is what the HPA scales on)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(METRIC + "{"))
+    stages = dict.fromkeys(WAITING_STAGES, 0.0)
+    for line in text.splitlines():
+        if line.startswith(METRIC + "{"):
+            for stage in WAITING_STAGES:
+                if f'stage="{stage}"' in line:
+                    stages[stage] += float(line.rsplit(" ", 1)[1])
+    return stages
 
 
 async def measure_pod_capacity(stub: Any, request: Any, seconds: float = 3.0, clients: int = 16) -> float:
@@ -164,6 +174,8 @@ async def _drive(address: str, metrics_port: int, spec: HpaSpec, phases: Sequenc
                 await stub.Predict(request, timeout=60)
                 timeline.completed += 1
             except grpc.aio.AioRpcError as error:
+                if timeline.first_refusal is None:
+                    timeline.first_refusal = (time.monotonic() - start) * time_scale
                 if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     timeline.rejected += 1
                 else:
@@ -183,12 +195,14 @@ async def _drive(address: str, metrics_port: int, spec: HpaSpec, phases: Sequenc
                 task.add_done_callback(pending.discard)
                 next_send += 1.0 / share
             if now >= next_scrape:
-                depth = await asyncio.to_thread(_queue_depth, metrics_port)
+                stages = await asyncio.to_thread(_waiting, metrics_port)
+                depth = sum(stages.values())
                 samples.append((now, depth))
                 next_scrape += scrape_seconds
                 timeline.seconds.append(now * time_scale)
                 timeline.offered.append(phase.images_per_second)
                 timeline.queue_depth.append(depth)
+                timeline.decoding.append(stages["decoding"])
                 timeline.metric.append(last_metric)
                 timeline.replicas.append(controller.replicas)
                 timeline.ready.append(ready)
@@ -211,11 +225,13 @@ async def _drive(address: str, metrics_port: int, spec: HpaSpec, phases: Sequenc
 
 def run_simulation(hpa: dict[str, Any], batching_text: str, phases: Sequence[Phase], *, time_scale: float = 1.0,
                    pod_startup_seconds: float = 30.0, scrape_seconds: float = 1.0,
-                   work_dir: Path | None = None, relative_to_capacity: bool = False) -> Timeline:
+                   work_dir: Path | None = None, relative_to_capacity: bool = False,
+                   image_side: int = 160) -> Timeline:
     """Start the real server with the shipped batching file, drive it, return what the HPA did.
 
     With ``relative_to_capacity`` each phase's load is in pods' worth of work (1.0: what one pod sustains,
-    measured first), so the story is the same on a machine twice as fast."""
+    measured first), so the story is the same on a machine twice as fast. A large ``image_side`` (with the one
+    decode thread) makes decoding the bottleneck: images then wait in the decode pool, not in the queue."""
     from imaging import jpeg
     from server_process import ServerProcess
 
@@ -230,7 +246,7 @@ def run_simulation(hpa: dict[str, Any], batching_text: str, phases: Sequence[Pha
         with ServerProcess(export_slow_model(directory), *flags, model_name="slow") as server:
             asyncio.run(_drive(server.address, server.metrics_port, spec, phases, time_scale, pod_startup_seconds,
                                scrape_seconds / time_scale,
-                               jpeg(0, 160, 160), timeline, relative_to_capacity))
+                               jpeg(0, image_side, image_side), timeline, relative_to_capacity))
     return timeline
 
 
@@ -244,10 +260,10 @@ def plot(timeline: Timeline, output: Path, title: str) -> None:
     load.step(timeline.seconds, timeline.offered, where="post", color="tab:gray")
     load.set_ylabel("offered load\n(images/s, all pods)")
     load.set_title(title)
-    queue.plot(timeline.seconds, timeline.queue_depth, color="tab:orange", lw=1, label="queue depth (one pod, scraped)")
+    queue.plot(timeline.seconds, timeline.queue_depth, color="tab:orange", lw=1, label="waiting backlog (one pod, scraped)")
     queue.step(timeline.seconds, timeline.metric, where="post", color="tab:red", label="HPA metric (30 s avg, all pods)")
     queue.axhline(timeline.target, ls="--", color="black", lw=1, label=f"target averageValue {timeline.target:g}")
-    queue.set_ylabel("inference_queue_depth\n(images)")
+    queue.set_ylabel("inference_backlog\ndecoding + queued")
     queue.legend(loc="upper right", fontsize=8)
     pods.step(timeline.seconds, timeline.replicas, where="post", color="tab:blue", label="desired replicas (HPA)")
     pods.step(timeline.seconds, timeline.ready, where="post", color="tab:green", ls=":", label="ready replicas")
@@ -268,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--high", type=float, default=100.0, help="images/s, all pods, during the step")
     parser.add_argument("--phases", default="90,450,810", help="cluster seconds of low,high,low")
     parser.add_argument("--pod-startup", type=float, default=30.0, help="cluster seconds from scale-up to ready")
+    parser.add_argument("--image-side", type=int, default=160,
+                        help="JPEG side in pixels; large (e.g. 2000) makes decoding the bottleneck")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "images" / "autoscaling_simulation.png")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -275,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     low1, high, low2 = (float(s) for s in args.phases.split(","))
     phases = [Phase(low1, args.low), Phase(high, args.high), Phase(low2, args.low)]
     timeline = run_simulation(hpa, batching_text, phases, time_scale=args.time_scale,
-                              pod_startup_seconds=args.pod_startup)
+                              pod_startup_seconds=args.pod_startup, image_side=args.image_side)
     peak = max(timeline.replicas)
     print(f"replicas: start {timeline.replicas[0]}, peak {peak} at {timeline.first_time(lambda r: r == peak):.0f} s, "
           f"end {timeline.replicas[-1]}; requests completed {timeline.completed}, refused (queue full) "

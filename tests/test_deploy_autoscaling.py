@@ -75,3 +75,25 @@ def test_shipped_hpa_scales_up_under_a_load_step_and_back_down_after(cpu_overlay
     output = tmp_path / "autoscaling.png"
     plot(timeline, output, "test")
     assert output.stat().st_size > 10_000
+
+
+def test_when_decoding_is_the_bottleneck_replicas_rise_before_requests_fail(cpu_overlay, tmp_path):
+    """Large images and one decode thread: images wait in the decode pool while the batch queue stays short.
+    The HPA scales on the whole waiting backlog (decoding + queued), so it adds pods before any request is
+    refused; on the queue depth alone it would see almost nothing."""
+    hpa, batching_text = shipped_autoscaling(cpu_overlay)
+    timeline = run_simulation(
+        hpa, batching_text, [Phase(40, 0.35), Phase(160, 3.0), Phase(60, 0.35)], time_scale=20.0,
+        work_dir=tmp_path, relative_to_capacity=True, image_side=2400,
+    )
+    spec = HpaSpec.from_manifest(hpa)
+    first_up = timeline.first_time(lambda r: r > spec.min_replicas)
+    peak = max(range(len(timeline.queue_depth)), key=timeline.queue_depth.__getitem__)
+    print(f"\ndecode-bound pod sustained {timeline.pod_capacity:.1f} images/s; waiting backlog peaked at "
+          f"{timeline.queue_depth[peak]:.0f} ({timeline.decoding[peak]:.0f} decoding); first scale-up at "
+          f"{first_up} s, first refusal at {timeline.first_refusal} s; refused {timeline.rejected}, failed {timeline.failed}")
+    # Decoding was the bottleneck: most of the waiting work was in front of the decode pool, not in the queue.
+    assert timeline.decoding[peak] > 0.5 * timeline.queue_depth[peak] > 0
+    assert first_up is not None and first_up >= 40
+    assert timeline.first_refusal is None or first_up < timeline.first_refusal
+    assert timeline.failed == 0

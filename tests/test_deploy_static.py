@@ -271,7 +271,7 @@ def test_hpa_scales_the_deployment_on_queue_depth_of_one_batch_per_pod(rendered,
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     (metric,) = hpa["spec"]["metrics"]
-    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "inference_queue_depth"
+    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "inference_backlog"
     target = float(metric["pods"]["target"]["averageValue"])
     # The documented derivation: one full batch waiting per pod.
     assert target == container_settings(objects).batching.max_batch_size
