@@ -306,3 +306,29 @@ async def test_a_request_whose_deadline_the_queue_cannot_meet_is_refused_at_once
     assert all(scores_of(answer).shape == (5,) for answer in answers)  # those without a tight deadline: served
     assert change["computed"] == len(ahead)  # the two refused requests were never computed
     assert_serving(server)
+
+
+def test_the_in_flight_limit_applies_to_rest_and_kserve_as_to_grpc(fault_model_base):
+    """--max_inflight_requests counts requests of every protocol: with one stalled gRPC request holding the
+    only slot, REST answers 429 and KServe v2 RESOURCE_EXHAUSTED at once, naming the flag."""
+    from rest_client import rest_call
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    with ServerProcess(fault_model_base, "--enable_batching=true", "--max_inflight_requests=1", model_name=MODEL) as one_slot, \
+            one_slot.channel() as channel, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        held = pool.submit(stub.Predict, pixels_request(pixels(1, stall_seconds=2.0)), timeout=30)
+        time.sleep(0.5)  # the stalled request holds the slot
+        body = {"signature_name": "classify_pixels", "instances": [pixels(2).tolist()]}
+        status, answer = rest_call(one_slot.metrics_port, "POST", f"/v1/models/{MODEL}:predict", body)
+        assert status == 429 and "--max_inflight_requests" in answer["error"]
+        request = service_pb2.ModelInferRequest(model_name=MODEL)
+        request.inputs.add(name="pixels", datatype="FP32", shape=[1, 32, 32, 3])
+        request.raw_input_contents.append(pixels(3)[None].astype("<f4").tobytes())
+        with pytest.raises(grpc.RpcError) as refused:
+            service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max_inflight_requests" in refused.value.details()
+        assert scores_of(held.result()).shape == (5,)
+        status, _ = rest_call(one_slot.metrics_port, "POST", f"/v1/models/{MODEL}:predict", body)
+        assert status == 200  # the slot is free again
