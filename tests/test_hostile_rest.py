@@ -177,8 +177,9 @@ CASES: dict[str, Case] = {
     "float32-overflow": Case(PREDICT, b'{"instances": [3.5e38]}', 400, ("to float without loss of precision",)),
     "float32-inexact-integer": Case(PREDICT, b'{"instances": [16777217]}', 400, ("without loss of precision",)),
     "float-nan-and-infinities-accepted": Case(PREDICT, b'{"instances": [NaN, Infinity, -Infinity]}', 200),
-    "int64-2-pow-64": Case(MULTI, multi_row(ids=2**64), 400, ("18446744073709551616", "expected type: int64")),
-    "int64-below-min": Case(MULTI, multi_row(ids=-(2**63) - 1), 400, ("-9223372036854775809", "int64")),
+    # Beyond int64/uint64 the parser reads a double, as rapidjson does; it is then not an int64.
+    "int64-2-pow-64": Case(MULTI, multi_row(ids=2**64), 400, ("1.8446744073709552e+19", "expected type: int64")),
+    "int64-below-min": Case(MULTI, multi_row(ids=-(2**63) - 1), 400, ("expected type: int64",)),
     "int64-min-accepted": Case(MULTI, multi_row(ids=-(2**63)), 200,
                                answer={"predictions": [{**MULTI_ANSWER, "id_plus_one": -(2**63) + 1}]}),
     "int8-out-of-range": Case(MULTI, multi_row(small=128), 400, ("128", "expected type: int8")),

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping, NoReturn
 
 import ml_dtypes
 import numpy as np
+import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 
 from ..errors import InvalidInputError
@@ -52,6 +53,10 @@ def loads(data: bytes | str) -> Any:
     """
     if not data:
         raise InvalidInputError("JSON Parse error: The document is empty")
+    try:
+        return orjson.loads(data)  # a few times faster on number-heavy bodies; strict where TF Serving is not
+    except orjson.JSONDecodeError:
+        pass  # NaN/Infinity tokens, a number beyond a double, lone surrogates, deep nesting: decided below
     try:
         if _may_overflow(data):  # rare: only then does every number go through a Python-level check
             return json.loads(data, parse_float=_finite_float, parse_int=_double_sized_int)
