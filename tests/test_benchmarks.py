@@ -177,3 +177,16 @@ def test_compare_alternates_two_targets_and_reports_ratios(tiny_server, tmp_path
     level = report["levels"]["2"]
     assert len(level["requests_per_s"]["ratio"]) == 2 and level["errors"] == {"a": 0, "b": 0}
     assert "ratio" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("protocol", ["tfs-grpc", "tfs-rest", "kserve-grpc"])
+def test_load_sends_a_tensor_of_any_name_shape_and_type(tiny_server, tmp_path, protocol):
+    """docs/performance.md's `--input tensor`, as a user would point it at their own model."""
+    from benchmarks.cli import main
+
+    target = tiny_server.address if protocol != "tfs-rest" else f"127.0.0.1:{tiny_server.metrics_port}"
+    assert main(["load", "--target", target, "--protocol", protocol, "--model", "tiny", "--input", "tensor",
+                 "--tensor-name", "pixels", "--tensor-shape", "1,32,32,3", "--signature", "classify_pixels",
+                 "--concurrency", "2", "--duration", "0.3", "--warmup", "0.1", "--out", str(tmp_path)]) == 0
+    level = json.loads((tmp_path / "load.json").read_text())["levels"][0]
+    assert level["ok"] > 0 and not level["errors"]
