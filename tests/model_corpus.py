@@ -70,6 +70,15 @@ TUTORIAL_LABELS = [
 TUTORIAL_TOP_K = 5
 
 
+def write_model_config(path: Path, bases: dict[str, Path]) -> Path:
+    """A --model_config_file serving each named base path (TF Serving's text format)."""
+    entries = "".join(
+        f'config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" }}\n' for name, base in bases.items()
+    )
+    path.write_text(f"model_config_list {{\n{entries}}}\n")
+    return path
+
+
 def _write_atomically(base: Path, version: int, write: Callable[[Path], None]) -> Path:
     """Run `write(path)` on a fresh hidden directory in `base`, then rename it to `base/<version>`."""
     base = Path(base)

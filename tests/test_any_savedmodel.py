@@ -37,6 +37,7 @@ from model_corpus import (
     write_multi_io,
     write_no_batch_dim,
     write_tf2_module_unknown_shape,
+    write_model_config,
     write_tutorial_inception_style,
 )
 from server_process import ServerProcess
@@ -59,12 +60,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(corpus: dict[str, Path]) -> Iterator[ServerProcess]:
-    config = corpus["half_plus_two"].parent.parent / "models.config"
-    entries = "".join(
-        f'config {{ name: "{name}" base_path: "{path.parent}" model_platform: "tensorflow" }}\n'
-        for name, path in corpus.items()
-    )
-    config.write_text(f"model_config_list {{\n{entries}}}\n")
+    config = write_model_config(corpus["half_plus_two"].parent.parent / "models.config",
+                                {name: path.parent for name, path in corpus.items()})
     with ServerProcess(
         corpus["half_plus_two"].parent, f"--model_config_file={config}", "--enable_batching=true",
         "--max_batch_size=8", "--allowed_batch_sizes=4,8", "--batch_timeout_micros=20000", model_name="ignored",

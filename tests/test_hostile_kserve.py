@@ -37,7 +37,7 @@ import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from imaging import jpeg
-from model_corpus import multi_io_example_inputs, write_half_plus_two_tf1, write_multi_io
+from model_corpus import multi_io_example_inputs, write_half_plus_two_tf1, write_model_config, write_multi_io
 from server_process import ServerProcess
 
 MAX_MESSAGE = 4_000_000
@@ -59,11 +59,7 @@ def server(tiny_model_base: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     bases = {"tiny": tiny_model_base, "half_plus_two": root / "half_plus_two", "multi_io": root / "multi_io"}
     write_half_plus_two_tf1(bases["half_plus_two"])
     write_multi_io(bases["multi_io"])
-    config = root / "models.config"
-    config.write_text("model_config_list {\n" + "".join(
-        f'config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" }}\n'
-        for name, base in bases.items()
-    ) + "}\n")
+    config = write_model_config(root / "models.config", bases)
     with ServerProcess(
         bases["half_plus_two"], f"--model_config_file={config}", "--enable_batching=true", "--max_batch_size=8",
         f"--grpc_max_message_bytes={MAX_MESSAGE}", f"--max_images_per_request={MAX_ROWS}", model_name="ignored",
