@@ -353,7 +353,7 @@ def test_grafana_dashboard_queries_only_metrics_the_server_exports() -> None:
         for name in re.findall(r"\b((?:inference|process)_[a-z_]+)\{", expression)
     }
     assert used <= set(DOCUMENTED_METRICS), used - set(DOCUMENTED_METRICS)
-    assert {"inference_requests", "inference_request_seconds", "inference_queue_depth", "inference_batch_size",
+    assert {"inference_requests", "inference_request_seconds", "inference_backlog", "inference_batch_size",
             "inference_rejected", "inference_model_ready"} <= used
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
 
