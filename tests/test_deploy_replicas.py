@@ -160,6 +160,12 @@ class ConnectionRoundRobinProxy:
         async def shutdown() -> None:
             assert self._server is not None
             self._server.close()
+            # Finish the pipes while the loop runs: left pending, they would close their sockets at garbage
+            # collection, on a closed loop.
+            pipes = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in pipes:
+                task.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
