@@ -42,7 +42,7 @@ from .signature_batching import (
     SignatureRunner,
     gather,
 )
-from .tensors.dtypes import tf_type_name
+from .tensors.dtypes import BY_NUMPY
 from .tensors.spec import CLASSIFY_METHOD, REGRESS_METHOD, SignatureSpec
 from .tracing import ATTR_IMAGES, ATTR_MODEL_NAME, ATTR_MODEL_VERSION, current_span_context
 
@@ -506,7 +506,8 @@ def _checked_inputs(spec: SignatureSpec, inputs: Mapping[str, np.ndarray]) -> tu
     for name, tensor in spec.inputs.items():
         array = inputs[name]
         if array.dtype != tensor.dtype.numpy:
-            got = tf_type_name(_tf_enum_of(array))
+            known = BY_NUMPY.get(array.dtype)
+            got = known.tf_name if known is not None else str(array.dtype)
             raise InvalidInputError(
                 f"input '{name}' is {got}; signature '{spec.name}' takes {tensor.dtype.tf_name}"
             )
@@ -520,13 +521,6 @@ def _checked_inputs(spec: SignatureSpec, inputs: Mapping[str, np.ndarray]) -> tu
             )
         arrays.append(array)
     return tuple(arrays)
-
-
-def _tf_enum_of(array: np.ndarray) -> int:
-    from .tensors.dtypes import BY_NUMPY  # local: only on the error path
-
-    dtype = BY_NUMPY.get(array.dtype)
-    return dtype.tf_enum if dtype is not None else -1
 
 
 def _row_count(spec: SignatureSpec, arrays: Sequence[np.ndarray], max_rows: int) -> int:

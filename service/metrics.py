@@ -145,7 +145,7 @@ class _ModelStateCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily(
-            "inference_queue_depth", "Images waiting for a batch, per model (autoscaling signal)", labels=["model"]
+            "inference_queue_depth", "Items waiting for a batch, per model", labels=["model"]
         )
         backlog = GaugeMetricFamily(
             "inference_backlog",

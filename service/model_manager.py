@@ -366,7 +366,7 @@ class ModelManager:
                 {"batch_size": p.batch_size, "items_per_second": round(p.items_per_second, 2),
                  "seconds_per_batch": round(p.seconds_per_batch, 4)} for p in choice.curve]})
         sizes = self._batching.allowed_batch_sizes or (1, max_batch_size)
-        runtime.warm_up(sizes)
+        runtime.warm_up(() if choice else sizes)  # the timed ladder already ran every batch size it kept
         requests = read_warmup_requests(path) if self._enable_model_warmup else []
         for request in requests:
             pixels = request.pixels if request.pixels is not None else [runtime.preprocess(i) for i in request.images or []]

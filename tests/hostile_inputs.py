@@ -7,6 +7,7 @@ import struct
 import zlib
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from imaging import encode, jpeg, png, synthetic_image
@@ -115,3 +116,12 @@ BOMBS: dict[str, bytes] = {
     "gif-65535x65535": gif_declaring(65535, 65535),
     "jpeg-just-over-limit": encode(synthetic_image(32, 1001, 1000), "JPEG"),
 }
+
+
+def case_params(cases: dict) -> list:
+    """Corpus case names as pytest params; a case naming a known bug (`case.bug`) is a strict xfail."""
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(raises=AssertionError, strict=True, reason=case.bug))
+        if case.bug else name
+        for name, case in cases.items()
+    ]

@@ -37,6 +37,7 @@ import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from imaging import jpeg
+from hostile_inputs import case_params
 from model_corpus import multi_io_example_inputs, write_half_plus_two_tf1, write_model_config, write_multi_io
 from server_process import ServerProcess
 
@@ -479,14 +480,6 @@ def assert_still_serving(stub: service_pb2_grpc.GRPCInferenceServiceStub) -> Non
         assert outputs_of(stub.ModelInfer(GOOD_IMAGE(), timeout=30))["scores"].shape == (1, 5)
     except Exception as error:  # noqa: BLE001 - any failure here means the case hurt the server
         raise ServerUnhealthy(f"after the case the server does not answer good requests: {error!r}") from error
-
-
-def case_params(cases: dict[str, Case]) -> list[Any]:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(raises=AssertionError, strict=True, reason=case.bug))
-        if case.bug else name
-        for name, case in cases.items()
-    ]
 
 
 def test_corpus_covers_what_the_issue_asks():

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from imaging import jpeg
+from hostile_inputs import case_params
 from model_corpus import write_half_plus_two_tf1, write_model_config, write_multi_io
 from server_process import ServerProcess
 
@@ -417,14 +418,6 @@ def check_answer(case: Case, status: int, content_type: str, raw: bytes) -> None
             assert fragment in body["error"], (fragment, shown)
         # a body of megabytes is echoed cut short (a URL, at most 8 KB, may be echoed whole)
         assert len(body["error"]) < 10_000, f"the error echoes {len(body['error'])} characters of the request"
-
-
-def case_params(cases: dict[str, Case]) -> list[Any]:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(raises=AssertionError, strict=True, reason=case.bug))
-        if case.bug else name
-        for name, case in cases.items()
-    ]
 
 
 def test_corpus_covers_what_the_issue_asks():
