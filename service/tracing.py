@@ -1,6 +1,6 @@
 """OpenTelemetry tracing, configured by the standard `OTEL_*` environment variables; off without an endpoint.
 
-Trace shape (see README "Tracing"): each RPC is a SERVER span (continuing the client's W3C trace context);
+Trace shape (see docs/observability.md, "Tracing"): each RPC is a SERVER span (continuing the client's W3C trace context);
 inside it `decode` and one `queue wait` span per batch its images rode in. Each batch execution is a
 `batch <model>` span linked to every sampled request span it served; its parent is the first of them, so a
 batch is sampled whenever a request it served is. The batcher knows nothing of this: the data plane submits

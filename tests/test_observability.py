@@ -36,12 +36,16 @@ MODEL = "tiny"
 NATIVE_TF_LOG = re.compile(r"[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\] |WARNING: All log messages before absl::")
 PREDICT_SPAN = "tensorflow.serving.PredictionService/Predict"
 
+OBSERVABILITY_DOC = Path(__file__).parent.parent / "docs" / "observability.md"
+
+
 def documented_metrics() -> dict[str, tuple[str, set[str]]]:
-    """The README's metrics reference table, name → (type, labels): the one place metrics are documented."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    table = readme.split("### Metrics", 1)[1].split("\n\n", 2)[1]
+    """docs/observability.md's metrics reference table, name → (type, labels): the one place metrics are
+    documented."""
+    page = OBSERVABILITY_DOC.read_text()
+    section = page.split("\n## Metrics reference\n", 1)[1].split("\n## ", 1)[0]
     documented = {}
-    for row in table.splitlines():
+    for row in section.splitlines():
         match = re.match(r"\| `(inference_\w+)` \| (\w+) \| ([^|]*) \|", row)
         if match:
             name, kind, labels = match.groups()
@@ -274,19 +278,21 @@ def test_metrics_have_the_documented_names_and_labels_at_both_paths(traced_serve
             stub.Predict(predict_request("no-such-model", [jpeg(1)]), 10.0)
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10.0)
 
-    assert len(DOCUMENTED_METRICS) > 15  # the README table was found and read
+    assert len(DOCUMENTED_METRICS) > 15  # docs/observability.md's table was found and read
     for path in ("/metrics", "/monitoring/prometheus/metrics"):
         families = {family.name: family for family in text_string_to_metric_families(server.metrics_text(path))}
         for name, (kind, labels) in DOCUMENTED_METRICS.items():
-            assert name in families, f"{path}: {name} missing"
+            assert name in families, f"{path}: {name} is in docs/observability.md's metrics table but not exported"
             family = families[name]
-            assert family.type == kind, name
+            assert family.type == kind, f"{name}: exported as {family.type}, docs/observability.md says {kind}"
             assert family.samples or name == "inference_batch_size_throughput", name  # that one: auto only
             for sample in family.samples:
-                assert set(sample.labels) - {"le"} == labels, (name, sample.labels)
+                assert set(sample.labels) - {"le"} == labels, (
+                    f"{name}: exported with labels {sorted(sample.labels)}, docs/observability.md says {sorted(labels)}"
+                )
         # ... and nothing the server exports goes undocumented.
         undocumented = {name for name in families if name.startswith("inference_")} - set(DOCUMENTED_METRICS)
-        assert not undocumented, f"exported but not in the README's metrics table: {sorted(undocumented)}"
+        assert not undocumented, f"exported but not in docs/observability.md's metrics table: {sorted(undocumented)}"
 
     text = server.metrics_text()
     assert value(text, "inference_requests_total", model=MODEL, method="Predict", code="OK") >= 1
@@ -404,3 +410,20 @@ def test_rest_requests_are_observed_like_grpc_ones(traced_server) -> None:
     access = [r for r in records if r["logger"] == "service.access" and r.get("trace_id") == trace_id]
     assert len(access) == 1 and access[0]["span_id"] == span.span_id
     assert access[0]["code"] == "OK" and access[0]["http_status"] == 200 and access[0]["model"] == MODEL
+
+
+def test_every_request_naming_a_model_is_labelled_with_it():
+    """KServe's ModelReady and ModelMetadata name their model in `name`, ModelInfer in `model_name`, TF
+    Serving's requests in `model_spec`; requests about the server name none."""
+    from tensorflow_serving.apis import predict_pb2
+    from tritonclient.grpc import service_pb2 as kserve
+
+    from service.grpc_api.observability import requested_model
+
+    predict = predict_pb2.PredictRequest()
+    predict.model_spec.name = "a"
+    assert requested_model(predict) == "a"
+    assert requested_model(kserve.ModelInferRequest(model_name="b")) == "b"
+    assert requested_model(kserve.ModelReadyRequest(name="c")) == "c"
+    assert requested_model(kserve.ModelMetadataRequest(name="d")) == "d"
+    assert requested_model(kserve.ServerReadyRequest()) is None

@@ -33,11 +33,14 @@ _SERVER_ERRORS = frozenset(
 
 
 def requested_model(request: Any) -> str | None:
-    """The model an inference request names (TF Serving's `model_spec.name`, KServe's `model_name`)."""
+    """The model a request names: TF Serving's `model_spec.name`, KServe's `model_name` (ModelInfer) or `name`
+    (ModelReady, ModelMetadata)."""
     spec = getattr(request, "model_spec", None)
     if spec is not None:
         return str(spec.name)
     name = getattr(request, "model_name", None)
+    if name is None:
+        name = getattr(request, "name", None)
     return name if isinstance(name, str) else None
 
 
