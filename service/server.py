@@ -259,7 +259,10 @@ class ModelServer:
             self._config_watcher.cancel()
         if self._health_watcher is not None:
             self._health_watcher.cancel()
-        await self.health.enter_graceful_shutdown()
+        # Readiness goes (every service a readiness probe or a client asks), liveness stays: a drain is not a
+        # failure, and a failed liveness probe during it would have the kubelet cut the drain short.
+        for service in (*_SERVED, *self.models.model_names):
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.settings.shutdown_delay_seconds:
             await asyncio.sleep(self.settings.shutdown_delay_seconds)
         await asyncio.gather(self._grpc.stop(self.settings.shutdown_grace_seconds), self.rest.stop())

@@ -1,7 +1,8 @@
 """All server settings in one typed object, built from `tensorflow_model_server`-style flags and environment.
 
-Precedence, lowest to highest: defaults, environment (`BATCHSERVE_<FLAG_NAME>` upper-case, plus TF Serving's
-Docker variables `MODEL_NAME` / `MODEL_BASE_PATH`), the batching parameters file, explicit flags.
+Precedence, lowest to highest: defaults, the batching parameters file, environment (`BATCHSERVE_<FLAG_NAME>`
+upper-case, plus TF Serving's Docker variables `MODEL_NAME` / `MODEL_BASE_PATH`), explicit flags. A variable
+is a flag given another way, so it overrides the file as the flag would.
 """
 
 from __future__ import annotations
@@ -229,205 +230,344 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def flag_defaults() -> dict[str, object]:
+    """Each setting's value when no flag, environment variable or batching file sets it, by flag name.
+
+    The parser itself has no defaults (it must tell what was given from what was not), so `--help` and the
+    flag reference in docs/operations.md take them from here: the dataclasses' own defaults."""
+    settings, batching = ServerSettings(), BatchingParameters()
+    defaults = {item.name: getattr(settings, item.name) for item in dataclasses.fields(settings)}
+    defaults.update({item.name: getattr(batching, item.name) for item in dataclasses.fields(batching)})
+    defaults.update(batching_parameters_file=None, monitoring_config_file=None)
+    return defaults
+
+
+def describe_default(value: object) -> str:
+    """A default as people read it: true / false, 1.5, 67108864 (64 MiB), serve,gpu, none."""
+    mib = 1024 * 1024
+    if value is None or value == "" or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and value >= mib and value % mib == 0:
+        return f"{value} ({value // mib} MiB)"
+    if isinstance(value, tuple):
+        return ",".join(str(part) for part in value)
+    return str(value)
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """`--help` shows each flag's effective default (see flag_defaults)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        defaults = flag_defaults()
+        if not action.option_strings or action.dest not in defaults:
+            return action.help
+        return f"{action.help} (default: {describe_default(defaults[action.dest])})".replace("%", "%%")
+
+
 def build_argument_parser() -> argparse.ArgumentParser:
-    """Flags named as `tensorflow_model_server`'s, so existing command lines and manifests carry over."""
+    """Flags named as `tensorflow_model_server`'s, so existing command lines and manifests carry over.
+
+    Help texts are the flag reference in docs/operations.md too (scripts/flag_reference.py renders it): plain
+    sentences; 'single quotes' mark literal text (code in the docs); --flags and STATUS_CODES are found alone."""
+    from .batch_size_tuning import LADDER, TIE
+
     parser = argparse.ArgumentParser(
         prog="python -m service",
         description=(
-            "Async dynamic-batching gRPC server for image classifiers, speaking TensorFlow Serving's "
-            "PredictionService / ModelService APIs. Every flag can also be set through the environment "
-            f"as {ENV_PREFIX}<FLAG_NAME> (e.g. {ENV_PREFIX}MAX_BATCH_SIZE=16)."
+            "Async dynamic-batching model server speaking TensorFlow Serving's gRPC and REST APIs and KServe v2. "
+            f"Every flag can also be set through the environment as {ENV_PREFIX}<FLAG_NAME> "
+            f"(e.g. {ENV_PREFIX}MAX_BATCH_SIZE=16); MODEL_NAME and MODEL_BASE_PATH are read as in TF Serving's "
+            "Docker image."
         ),
+        formatter_class=_HelpWithDefaults,
     )
     bool_flag = dict(type=_parse_bool, nargs="?", const=True, metavar="BOOL")
-    parser.add_argument("--port", type=_non_negative_int, help="gRPC port (default 8500; 0 picks a free port)")
-    parser.add_argument("--host", help="address to bind (default 0.0.0.0)")
-    parser.add_argument(
+
+    ports = parser.add_argument_group("Ports")
+    ports.add_argument(
+        "--port", type=_non_negative_int,
+        help="gRPC port: TF Serving's PredictionService and ModelService, KServe v2, health and reflection "
+        "(0 picks a free port)",
+    )
+    ports.add_argument("--host", help="address the gRPC and HTTP ports bind to")
+    ports.add_argument(
         "--rest_api_port", type=_non_negative_int,
-        help="HTTP port for TF Serving's REST API and Prometheus metrics at /metrics and "
-        "/monitoring/prometheus/metrics (default 8501; 0 disables)",
+        help="HTTP port: TF Serving's REST API, and the Prometheus metrics at '/metrics' and "
+        "'/monitoring/prometheus/metrics'; it takes the gRPC port's TLS settings (0: no HTTP port)",
     )
-    parser.add_argument("--model_name", help="name clients put in model_spec.name (default 'default')")
-    parser.add_argument(
-        "--model_base_path", help="directory holding numeric version subdirectories; the highest is served"
+    ports.add_argument("--grpc_socket_path", metavar="PATH", help="also serve gRPC on this Unix domain socket")
+
+    models = parser.add_argument_group("Models")
+    models.add_argument("--model_name", help="the name clients put in 'model_spec.name'")
+    models.add_argument(
+        "--model_base_path", metavar="DIR",
+        help="directory of numeric version subdirectories ('1/', '2/', ...); the highest is served, and a new "
+        "one is picked up while serving",
     )
-    parser.add_argument(
-        "--model_config_file",
-        help="TF Serving ModelServerConfig text proto (model_config_list { config { name base_path ... } }) "
-        "naming several models; replaces --model_name/--model_base_path",
+    models.add_argument(
+        "--model_config_file", metavar="FILE",
+        help="TF Serving's ModelServerConfig text proto ('model_config_list { config { name: ... base_path: ... } }') "
+        "naming several models, with version policies and labels; replaces --model_name and --model_base_path",
     )
-    parser.add_argument(
-        "--file_system_poll_wait_seconds", type=float,
-        help="how often base paths are polled for new versions (default 1; <= 0: only at start-up)",
+    models.add_argument(
+        "--model_config_file_poll_wait_seconds", type=_non_negative_float, metavar="SECONDS",
+        help="re-read --model_config_file this often and, when it changed, serve what it names (0: at start-up only)",
     )
-    parser.add_argument("--enable_batching", help="batch concurrent requests (default false)", **bool_flag)
-    parser.add_argument(
-        "--batching_parameters_file",
-        help="TF Serving BatchingParameters text proto, e.g. 'max_batch_size { value: 32 }'",
+    models.add_argument(
+        "--file_system_poll_wait_seconds", type=float, metavar="SECONDS",
+        help="how often base paths are polled for new versions, fractions allowed (<= 0: only at start-up)",
     )
-    parser.add_argument(
-        "--max_batch_size", type=_batch_size_or_auto,
-        help="largest batch the model runs, or auto: time the model at batch sizes 1..128 while it warms up and "
-        "keep the best throughput within --batch_latency_budget_ms",
+    models.add_argument(
+        "--saved_model_tags", type=_tag_set, metavar="TAGS",
+        help="comma-separated tags of the MetaGraph loaded from each SavedModel, e.g. 'serve,gpu'; a SavedModel "
+        "without it is refused, naming the tag sets it has",
     )
-    parser.add_argument(
-        "--batch_latency_budget_ms", type=_non_negative_float,
-        help="with --max_batch_size=auto: the longest a batch may take (default 0: no budget)",
+    models.add_argument(
+        "--enable_model_warmup",
+        help="replay a version's 'assets.extra/tf_serving_warmup_requests' (TF Serving's TFRecord of "
+        "PredictionLogs, at most 1000) before it takes traffic; a file that cannot be read fails the load",
+        **bool_flag,
     )
-    parser.add_argument(
-        "--batch_timeout_micros", type=_non_negative_int,
-        help="longest an item waits for its batch to fill while the model is busy",
+
+    batching = parser.add_argument_group("Batching")
+    batching.add_argument(
+        "--enable_batching",
+        help="batch concurrent requests to the same model and signature ('make serve' turns it on); off, every "
+        "request runs alone, still through the bounded queue",
+        **bool_flag,
     )
-    parser.add_argument(
-        "--max_enqueued_batches", type=_positive_int,
-        help="queue bound in batches; beyond it requests are refused with RESOURCE_EXHAUSTED",
+    batching.add_argument(
+        "--batching_parameters_file", metavar="FILE",
+        help="TF Serving's BatchingParameters text proto, e.g. 'max_batch_size { value: 32 }'; a batching flag, "
+        "or its environment variable, overrides the field it names",
     )
-    parser.add_argument("--num_batch_threads", type=_positive_int, help="batches that may run at once")
-    parser.add_argument(
-        "--allowed_batch_sizes", type=_int_list,
-        help="comma-separated sizes batches are padded up to (last must equal max_batch_size)",
+    batching.add_argument(
+        "--max_batch_size", type=_batch_size_or_auto, metavar="N|auto",
+        help="the most items (images or rows) one model call runs. 'auto' (in the file: 'max_batch_size { value: "
+        f"auto }}'; needs --enable_batching) times each image model at batch sizes {', '.join(map(str, LADDER[:3]))} "
+        f"... {LADDER[-1]} while it warms up, stops once throughput has fallen twice, and keeps the best throughput "
+        f"(ties within {TIE:.0%} go to the smaller size) within --batch_latency_budget_ms; the curve is logged and "
+        "exported ('inference_batch_size_throughput', 'inference_max_batch_size'). Models other than image models keep "
+        "the default",
     )
-    parser.add_argument(
-        "--dispatch_when_idle", help="run a batch at once when a batch thread is idle (default true)", **bool_flag
+    batching.add_argument(
+        "--batch_latency_budget_ms", type=_non_negative_float, metavar="MS",
+        help="with --max_batch_size=auto: the longest one batch may take; larger sizes are not considered "
+        "(0: no budget)",
     )
-    parser.add_argument("--decode_threads", type=_non_negative_int, help="image decoding threads (0: one per core)")
-    parser.add_argument("--max_images_per_request", type=_positive_int, help="largest image batch one request may carry")
-    parser.add_argument("--grpc_max_message_bytes", type=_positive_int, help="largest gRPC message accepted or sent")
-    parser.add_argument(
-        "--rest_api_max_body_bytes", type=_non_negative_int,
-        help="largest REST request body: a larger one is answered 413 as soon as it is seen, never read whole "
-        "(default 0: --grpc_max_message_bytes)",
+    batching.add_argument(
+        "--batch_timeout_micros", type=_non_negative_int, metavar="MICROS",
+        help="with --dispatch_when_idle=false: how long a batch's oldest item waits for the batch to fill before "
+        "it runs anyway; with idle dispatch (the default) no batch waits for it",
     )
-    parser.add_argument(
-        "--rest_api_idle_timeout_seconds", type=_non_negative_float,
-        help="close a REST keep-alive connection idle this long (default 60); a request body must arrive "
-        "within --rest_api_timeout_in_ms",
+    batching.add_argument(
+        "--max_enqueued_batches", type=_positive_int, metavar="N",
+        help="the queue bound, in batches: at most --max_enqueued_batches × --max_batch_size items wait; beyond it a "
+        "request is refused at once with RESOURCE_EXHAUSTED (REST: 429)",
     )
-    parser.add_argument(
-        "--grpc_max_connection_age_ms", type=_non_negative_int,
-        help="close each client connection (GOAWAY) after this age so clients reconnect and spread over "
-        "new replicas (default 0: never)",
+    batching.add_argument("--num_batch_threads", type=_positive_int, metavar="N", help="batches that may run at once")
+    batching.add_argument(
+        "--allowed_batch_sizes", type=_int_list, metavar="SIZES",
+        help="comma-separated increasing sizes batches are padded up to, by repeating their first row; the last "
+        "must equal --max_batch_size, and each is warmed up before the model takes traffic (none: any size)",
     )
-    parser.add_argument(
-        "--grpc_max_connection_age_grace_ms", type=_non_negative_int,
-        help="time in-flight RPCs get on a connection closed for its age (default 0: unlimited)",
+    batching.add_argument(
+        "--dispatch_when_idle",
+        help="as soon as a batch thread is free, run what is queued, so a lone request never waits for a batch "
+        "that is not coming; false: TF Serving's rule (a batch runs when full or after --batch_timeout_micros)",
+        **bool_flag,
     )
-    parser.add_argument(
-        "--max_image_pixels", type=_non_negative_int,
-        help="refuse images whose header declares more pixels, before decoding (default 25000000; 0: no limit)",
+    batching.add_argument(
+        "--decode_threads", type=_non_negative_int, metavar="N",
+        help="threads decoding images beside the running batch (0: one per CPU core)",
     )
-    parser.add_argument(
-        "--max_inflight_requests", type=_non_negative_int,
-        help="inference requests in progress at once; beyond it RESOURCE_EXHAUSTED at once (default 1024; 0: no limit)",
+
+    admission = parser.add_argument_group("Admission and deadlines")
+    admission.add_argument(
+        "--max_inflight_requests", type=_non_negative_int, metavar="N",
+        help="inference requests being decoded, queued or computed at once; beyond it RESOURCE_EXHAUSTED at once "
+        "(REST: 429). Health checks, metadata and status are not counted, so an overloaded server still answers "
+        "its probes (0: no limit)",
     )
-    parser.add_argument(
-        "--batch_execution_timeout_seconds", type=_non_negative_float,
-        help="fail a batch whose model call runs longer, and report it (default 0: no limit)",
-    )
-    parser.add_argument(
-        "--stuck_model_liveness_seconds", type=_non_negative_float,
-        help="a model stuck this long (a batch past --batch_execution_timeout_seconds and none completed since) "
-        "turns the gRPC health service 'liveness' NOT_SERVING, so Kubernetes restarts the pod (default 300; 0: never)",
-    )
-    parser.add_argument(
+    admission.add_argument(
         "--refuse_unmeetable_deadlines",
-        help="refuse at once (RESOURCE_EXHAUSTED) a request whose deadline the queue ahead of it cannot meet, "
-        "and never start an item with less time left than its batch takes; predictions come from the batch "
-        "times measured while serving (default true)",
+        help="refuse at once with RESOURCE_EXHAUSTED (REST: 429) a request whose deadline the work ahead of it "
+        "cannot meet, and never start an item with less time left than its batch takes, judged from the batch "
+        "times measured while serving; false: queue, and drop what expires, as TF Serving does",
         **bool_flag,
     )
-    parser.add_argument(
-        "--deadline_headroom", type=_non_negative_float,
-        help="fraction by which predicted finish times are stretched before they are compared with a "
-        "request's deadline, for batch-time jitter (default 0.1)",
+    admission.add_argument(
+        "--deadline_headroom", type=_non_negative_float, metavar="FRACTION",
+        help="fraction by which predicted finish times and batch times are stretched before they are compared "
+        "with a deadline",
     )
-    parser.add_argument(
-        "--ssl_config_file",
-        help="TF Serving SSLConfig text proto: server_key, server_cert, custom_ca (PEM text), client_verify",
+    admission.add_argument(
+        "--rest_api_timeout_in_ms", type=_non_negative_int, metavar="MS",
+        help="a REST request's deadline, counted from its arrival and judged like a gRPC deadline; a body that "
+        "has not arrived by then is answered 504 (0: none)",
     )
-    parser.add_argument("--tls_cert_file", help="PEM server certificate chain: serve gRPC over TLS")
-    parser.add_argument("--tls_key_file", help="PEM private key of --tls_cert_file")
-    parser.add_argument(
-        "--tls_client_ca_file", help="PEM CA bundle: require client certificates signed by it (mutual TLS)"
+
+    limits = parser.add_argument_group("Request limits")
+    limits.add_argument(
+        "--max_images_per_request", type=_positive_int, metavar="N",
+        help="images (or rows, or examples) one request may carry; more is INVALID_ARGUMENT",
     )
-    parser.add_argument(
-        "--tensorflow_intra_op_parallelism", type=_non_negative_int, help="threads inside one op (0: TF default)"
+    limits.add_argument(
+        "--max_image_pixels", type=_non_negative_int, metavar="N",
+        help="largest width × height an image may declare, checked from its header before anything is decoded "
+        "(JPEG and PNG headers read directly, other formats by Pillow, which reads only the header), so a "
+        "decompression bomb of a few hundred bytes is refused with INVALID_ARGUMENT (0: no limit)",
     )
-    parser.add_argument(
-        "--tensorflow_inter_op_parallelism", type=_non_negative_int, help="ops run in parallel (0: TF default)"
+    limits.add_argument(
+        "--grpc_max_message_bytes", type=_positive_int, metavar="BYTES",
+        help="largest gRPC message received or sent; a larger request gets RESOURCE_EXHAUSTED from gRPC itself",
     )
-    parser.add_argument(
-        "--tensorflow_session_parallelism", type=_non_negative_int,
-        help="threads for both of the above where they are not set (0: TF default)",
+    limits.add_argument(
+        "--rest_api_max_body_bytes", type=_non_negative_int, metavar="BYTES",
+        help="largest REST request body: a larger one is answered 413 as soon as the limit is passed, never read "
+        "whole (0: the --grpc_max_message_bytes limit)",
     )
-    parser.add_argument(
-        "--shutdown_grace_seconds", type=_non_negative_float,
-        help="drain timeout: time in-flight and queued requests get to finish at shutdown (default 10)",
+    limits.add_argument(
+        "--rest_api_idle_timeout_seconds", type=_non_negative_float, metavar="SECONDS",
+        help="close a REST keep-alive connection idle this long (a request body must arrive within "
+        "--rest_api_timeout_in_ms)",
     )
-    parser.add_argument(
-        "--shutdown_delay_seconds", type=_non_negative_float,
-        help="at shutdown, report NOT_SERVING but keep accepting requests this long before refusing new "
-        "ones with UNAVAILABLE (default 0)",
+
+    health = parser.add_argument_group("Model health")
+    health.add_argument(
+        "--batch_execution_timeout_seconds", type=_non_negative_float, metavar="SECONDS",
+        help="a model call running longer fails its batch's requests with UNAVAILABLE, logs an ERROR and counts "
+        "'inference_batch_timeouts_total'. The call keeps its batch thread until it returns (a thread cannot be "
+        "interrupted), and the model is stuck: gRPC health, KServe ModelReady and ServerReady, and the REST model "
+        "status report it not ready until a batch completes (0: no limit)",
     )
-    parser.add_argument("--grpc_socket_path", help="also serve gRPC on this Unix domain socket")
-    parser.add_argument(
-        "--grpc_channel_arguments", type=_channel_arguments,
-        help="gRPC server channel arguments, key=value,key=value (e.g. grpc.max_concurrent_streams=100)",
+    health.add_argument(
+        "--stuck_model_liveness_seconds", type=_non_negative_float, metavar="SECONDS",
+        help="a model stuck this long (see --batch_execution_timeout_seconds) turns the gRPC health service "
+        "'liveness' NOT_SERVING, so a liveness probe on it restarts the pod (0: never)",
     )
-    parser.add_argument(
-        "--rest_api_timeout_in_ms", type=_non_negative_int,
-        help="deadline of a REST request: one that cannot be answered in time is refused or ends with 504 "
-        "(default 30000; 0: none)",
+
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument(
+        "--ssl_config_file", metavar="FILE",
+        help="TF Serving's SSLConfig text proto, PEM text inline: 'server_key', 'server_cert', 'custom_ca', "
+        "'client_verify' (true: mutual TLS); instead of --tls_cert_file and --tls_key_file",
     )
-    parser.add_argument(
+    tls.add_argument(
+        "--tls_cert_file", metavar="FILE",
+        help="PEM server certificate chain: serve gRPC and REST over TLS (with --tls_key_file)",
+    )
+    tls.add_argument("--tls_key_file", metavar="FILE", help="PEM private key of --tls_cert_file")
+    tls.add_argument(
+        "--tls_client_ca_file", metavar="FILE",
+        help="PEM CA bundle: both ports require client certificates signed by it (mutual TLS)",
+    )
+
+    admin = parser.add_argument_group("Administrative calls")
+    admin.add_argument(
         "--enable_model_config_reload",
-        help="allow ModelService.HandleReloadConfigRequest to replace the served models, for callers presenting "
-        "--admin_header or a certificate named in --admin_client_cert_names (default false)",
+        help="let 'ModelService.HandleReloadConfigRequest' replace the served models, for callers presenting "
+        "--admin_header or a certificate named in --admin_client_cert_names (others get PERMISSION_DENIED); "
+        "needs one of the two",
         **bool_flag,
     )
-    parser.add_argument(
-        "--admin_header", type=_admin_header,
-        help="KEY=VALUE: administrative calls must carry this gRPC metadata header (environment: "
-        "BATCHSERVE_ADMIN_HEADER, to keep the secret off the command line)",
+    admin.add_argument(
+        "--admin_header", type=_admin_header, metavar="KEY=VALUE",
+        help="administrative calls must carry this gRPC metadata header (key lower-cased, value compared in "
+        "constant time); set it through BATCHSERVE_ADMIN_HEADER to keep the secret off the command line",
     )
-    parser.add_argument(
-        "--admin_client_cert_names", type=_name_list,
-        help="comma-separated client certificate names (CN or SAN) allowed to make administrative calls over "
-        "mutual TLS (--tls_client_ca_file)",
+    admin.add_argument(
+        "--admin_client_cert_names", type=_name_list, metavar="NAMES",
+        help="comma-separated client certificate names (common name or subject alternative name) allowed to make "
+        "administrative calls; needs mutual TLS",
     )
-    parser.add_argument(
-        "--model_config_file_poll_wait_seconds", type=_non_negative_float,
-        help="re-read --model_config_file this often and serve what it names (default 0: at start-up only)",
+
+    connections = parser.add_argument_group("gRPC connections")
+    connections.add_argument(
+        "--grpc_max_connection_age_ms", type=_non_negative_int, metavar="MS",
+        help="close each client connection (GOAWAY) after this age, so clients behind an L4 load balancer "
+        "reconnect and spread over new replicas (0: never)",
     )
-    parser.add_argument(
-        "--monitoring_config_file",
-        help="TF Serving MonitoringConfig text proto: prometheus_config { enable: true path: \"/...\" } also "
-        "serves the metrics at that path on --rest_api_port (they are always at /metrics and "
-        "/monitoring/prometheus/metrics)",
+    connections.add_argument(
+        "--grpc_max_connection_age_grace_ms", type=_non_negative_int, metavar="MS",
+        help="time in-flight RPCs get on a connection closed for its age (0: unlimited)",
     )
-    parser.add_argument(
-        "--enable_model_warmup", help="replay assets.extra/tf_serving_warmup_requests at load (default true)",
-        **bool_flag,
+    connections.add_argument(
+        "--grpc_channel_arguments", type=_channel_arguments, metavar="KEY=VALUE,...",
+        help="extra gRPC server channel arguments, e.g. 'grpc.max_concurrent_streams=100' (an integer value is "
+        "passed as one)",
     )
-    parser.add_argument(
+
+    tensorflow = parser.add_argument_group("TensorFlow")
+    tensorflow.add_argument(
+        "--tensorflow_intra_op_parallelism", type=_non_negative_int, metavar="N",
+        help="threads one TensorFlow op may use (0: TensorFlow's default)",
+    )
+    tensorflow.add_argument(
+        "--tensorflow_inter_op_parallelism", type=_non_negative_int, metavar="N",
+        help="TensorFlow ops run in parallel (0: TensorFlow's default)",
+    )
+    tensorflow.add_argument(
+        "--tensorflow_session_parallelism", type=_non_negative_int, metavar="N",
+        help="sets both of the above where they are not set (0: TensorFlow's default)",
+    )
+    tensorflow.add_argument(
         "--enable_serialization_as_tensor_content",
-        help="Predict answers numbers packed in tensor_content instead of the typed *_val fields (default false)",
+        help="Predict answers numbers packed in 'tensor_content' (faster for large outputs) instead of the typed "
+        "'*_val' fields TF Serving fills",
         **bool_flag,
     )
-    parser.add_argument(
-        "--saved_model_tags", type=_tag_set,
-        help="comma-separated tags of the MetaGraph to load from each SavedModel (default: serve)",
+
+    shutdown = parser.add_argument_group("Drain at shutdown")
+    shutdown.add_argument(
+        "--shutdown_delay_seconds", type=_non_negative_float, metavar="SECONDS",
+        help="at SIGTERM or SIGINT, report NOT_SERVING but keep accepting requests this long, so load balancers "
+        "stop sending new ones; after it new requests get UNAVAILABLE",
+    )
+    shutdown.add_argument(
+        "--shutdown_grace_seconds", type=_non_negative_float, metavar="SECONDS",
+        help="drain timeout: once new requests are refused, in-flight and queued ones get this long to finish",
+    )
+
+    logs = parser.add_argument_group("Logs and metrics")
+    logs.add_argument(
+        "--log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+        help="the least severe level logged: DEBUG, INFO, WARNING or ERROR",
+    )
+    logs.add_argument(
+        "--log_format", choices=["json", "text"], type=str.lower,
+        help="'json': one JSON object per line on stderr, with trace ids; 'text': 'time LEVEL logger: message' lines",
+    )
+    logs.add_argument(
+        "--access_log",
+        help="log one line per request, gRPC and REST (health checks excepted): method, model, status, duration, "
+        "peer, trace ids",
+        **bool_flag,
+    )
+    logs.add_argument(
+        "--monitoring_config_file", metavar="FILE",
+        help="TF Serving's MonitoringConfig text proto: 'prometheus_config { enable: true path: \"/my/metrics\" }' "
+        "also serves the metrics at that path on --rest_api_port (they are always at '/metrics' and "
+        "'/monitoring/prometheus/metrics')",
+    )
+
+    compatibility = parser.add_argument_group(
+        "tensorflow_model_server compatibility",
+        "Accepted so existing command lines start; an unknown flag is an error.",
     )
     for name in TF_SERVING_FLAGS_WITHOUT_EFFECT:
-        parser.add_argument(f"--{name}", nargs="?", const="true", help="accepted for compatibility; no effect here")
-    for name, (default, _) in TF_SERVING_FLAGS_REFUSED.items():
-        parser.add_argument(f"--{name}", nargs="?", const="true", help=f"not supported (default {default!r} only)")
-    parser.add_argument("--log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
-    parser.add_argument(
-        "--log_format", choices=["json", "text"], type=str.lower,
-        help="json: one JSON object per line with trace ids (default); text: for humans",
-    )
-    parser.add_argument("--access_log", help="log one line per RPC (default false)", **bool_flag)
+        compatibility.add_argument(
+            f"--{name}", nargs="?", const="true", metavar="VALUE", help="no effect here (one warning at start-up)"
+        )
+    for name, (default, reason) in TF_SERVING_FLAGS_REFUSED.items():
+        compatibility.add_argument(
+            f"--{name}", nargs="?", const="true", metavar="VALUE",
+            help=f"refused unless {default or 'empty'}: {reason}",
+        )
     return parser
 
 

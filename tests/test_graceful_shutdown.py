@@ -41,6 +41,9 @@ async def test_sigterm_drains_in_flight_requests_and_exits_zero(fault_model_base
             await asyncio.sleep(0.1)
             status = (await health.Check(health_pb2.HealthCheckRequest(), timeout=5)).status
             assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+            # Draining is not a failure: the liveness probe keeps passing, so the kubelet lets the drain finish.
+            live = (await health.Check(health_pb2.HealthCheckRequest(service="liveness"), timeout=5)).status
+            assert live == health_pb2.HealthCheckResponse.SERVING
 
             await asyncio.sleep(max(0.0, signalled + DELAY + 0.3 - time.monotonic()))
             refused_code = None

@@ -80,6 +80,32 @@ def test_classify_returns_label_score_pairs(port, grpc_answer):
         np.testing.assert_allclose([score for _, score in result], want_scores, atol=1e-6)
 
 
+def _tf_serving_float32_text(value: float) -> str:
+    """How TF Serving writes a float32: %.6g when that reads back as the same float32, else %.9g."""
+    narrow = np.float32(value)
+    short = "%.6g" % narrow
+    return short if np.float32(short) == narrow else "%.9g" % narrow
+
+
+def test_image_answers_write_scores_as_tf_serving_writes_a_float32(port, grpc_answer):
+    """Not the double nearest the float32 (0.0010021175257861614) but its short decimal (0.00100211753)."""
+    predicted = rest_call(
+        port, "POST", f"/v1/models/{MODEL}:predict",
+        {"signature_name": "predict_images", "instances": [b64(image) for image in IMAGES]},
+    )[1]
+    classified = rest_call(
+        port, "POST", f"/v1/models/{MODEL}:classify", {"examples": [{"image/encoded": b64(i)} for i in IMAGES]}
+    )[1]
+    scores = [s for p in predicted["predictions"] for s in p["scores"]]
+    scores += [score for result in classified["results"] for _, score in result]
+    assert len(scores) == 2 * 3 * 5
+    for score in scores:
+        assert float(_tf_serving_float32_text(score)) == score
+    assert [s for p in predicted["predictions"] for s in p["scores"]] == [
+        float(_tf_serving_float32_text(s)) for s in grpc_answer[1].ravel()
+    ]
+
+
 def test_status_and_metadata_in_tf_serving_json(port):
     status, body = rest_call(port, "GET", f"/v1/models/{MODEL}")
     assert status == 200

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..tensors import json_tensors
 from ..tensors.json_tensors import b64_decode
 from ..runtime import Prediction
 from ..signatures import IMAGE_FEATURE, OUTPUT_KEYS
@@ -91,13 +92,20 @@ def float_values(values: Sequence[Any], input_key: str) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def _output_arrays(predictions: Sequence[Prediction]) -> tuple[np.ndarray, np.ndarray]:
+    """The answers as the [N, k] `classes` (bytes) and `scores` (float32) a signature returns."""
+    classes = np.empty((len(predictions), len(predictions[0].classes) if predictions else 0), dtype=object)
+    for row, prediction in enumerate(predictions):
+        classes[row] = prediction.classes
+    scores = np.asarray([p.scores for p in predictions], dtype=np.float32)
+    return classes, scores.reshape(classes.shape)
+
+
 def predict_body(predictions: Sequence[Prediction], row_format: bool) -> dict[str, Any]:
-    """Outputs `classes` (strings) and `scores` (floats), in the format the request used."""
-    classes = [[label.decode("utf-8", "replace") for label in p.classes] for p in predictions]
-    scores = [p.scores.tolist() for p in predictions]
-    if row_format:
-        return {"predictions": [{"classes": c, "scores": s} for c, s in zip(classes, scores)]}
-    return {"outputs": dict(zip(OUTPUT_KEYS, (classes, scores)))}
+    """Outputs `classes` and `scores` in the format the request used, numbers written as TF Serving writes a
+    float32 (the shared codec's rules)."""
+    classes, scores = _output_arrays(predictions)
+    return json_tensors.predict_response(dict(zip(OUTPUT_KEYS, (classes, scores))), row_format)
 
 
 def classify_images(body: dict[str, Any]) -> list[bytes]:
@@ -126,9 +134,4 @@ def classify_images(body: dict[str, Any]) -> list[bytes]:
 
 
 def classify_body(predictions: Sequence[Prediction]) -> dict[str, Any]:
-    return {
-        "results": [
-            [[label.decode("utf-8", "replace"), float(score)] for label, score in zip(p.classes, p.scores)]
-            for p in predictions
-        ]
-    }
+    return json_tensors.classify_response(*_output_arrays(predictions))
