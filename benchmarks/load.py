@@ -26,8 +26,6 @@ from tensorflow_serving.apis import predict_pb2
 from tritonclient.grpc import service_pb2 as kserve_pb2
 from tritonclient.utils import np_to_triton_dtype
 
-from .http_client import HttpClient, HttpError
-
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 MODEL_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 # --protocol: TF Serving's gRPC API, its REST API, or KServe v2 (Open Inference Protocol) gRPC.
@@ -282,23 +280,24 @@ async def _sender(target: str, workload: Workload) -> AsyncIterator[Send]:
             call = channel.unary_unary(workload.path)
             yield lambda request, timeout: _send(call, request, timeout)
         return
-    host, _, port = target.rpartition(":")
-    client = HttpClient(host.strip("[]"), int(port), workload.path)
-    built = {request: client.build(request) for request in workload.requests}
+    import aiohttp
 
-    async def post(request: bytes, timeout: float) -> str | None:
-        try:
-            status = await client.post(built.get(request) or client.build(request), timeout)
-        except TimeoutError:
-            return "TIMEOUT"
-        except HttpError as error:
-            return type(error).__name__
-        return None if status == 200 else f"HTTP_{status}"
+    url = f"http://{target}{workload.path}"
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
-    try:
+        async def post(request: bytes, timeout: float) -> str | None:
+            try:
+                async with session.post(url, data=request, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                    await response.read()
+                    return None if response.status == 200 else f"HTTP_{response.status}"
+            except asyncio.TimeoutError:
+                return "TIMEOUT"
+            except aiohttp.ClientError as error:
+                return type(error).__name__
+
         yield post
-    finally:
-        client.close()
 
 
 class SingleRequests:
