@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Benchmarks for TF Serving-compatible gRPC servers. `load` drives any running server "
             "(ours, tensorflow_model_server, ...); `inprocess` measures the exported model's own limit; "
             "`suite` starts our server in each configuration and measures every performance goal in one run "
-            "(the README's table and plot); `floor-server` runs the bare grpc.aio baseline."
+            "(docs/performance.md's tables and plot); `floor-server` runs the bare grpc.aio baseline."
         ),
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with no CPU spent on receiving and refusing requests (no server, no TensorFlow)",
     )
 
-    suite = commands.add_parser("suite", help="every goal, in one run, on this machine (README figures)")
+    suite = commands.add_parser("suite", help="every figure of docs/performance.md, in one run, on this machine")
     suite.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="JSON, PNG and log go here")
     suite.add_argument("--models", type=Path, default=Path("models/bench"), help="exported models are cached here")
     suite.add_argument("--duration", type=float, default=10.0, help="measured seconds per level")

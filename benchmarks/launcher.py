@@ -75,6 +75,11 @@ class LaunchedServer:
         return f"127.0.0.1:{self.grpc_port}"
 
     @property
+    def rest_target(self) -> str | None:
+        """HOST:PORT of the REST API (the port that also serves /metrics)."""
+        return f"127.0.0.1:{self.metrics_port}" if self.metrics_port else None
+
+    @property
     def metrics_url(self) -> str | None:
         return f"http://127.0.0.1:{self.metrics_port}/metrics" if self.metrics_port else None
 

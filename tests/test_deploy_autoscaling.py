@@ -1,6 +1,6 @@
 """The shipped HPA on queue depth, proven without a cluster: its algorithm, then a short load step on the real server.
 
-The full run (benchmarks/autoscaling_simulation.py) makes the README's plot; here the HPA clock runs 20x
+The full run (benchmarks/autoscaling_simulation.py) makes the plot in docs/deploy.md; here the HPA clock runs 20x
 faster than the server's so the low -> high -> low story takes ~30 s.
 """
 
