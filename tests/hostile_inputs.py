@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from imaging import encode, jpeg, png, synthetic_image
+from model_corpus import write_half_plus_two_tf1, write_model_config, write_multi_io
+from server_process import ServerProcess
 
 
 def save(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -125,3 +128,17 @@ def case_params(cases: dict) -> list:
         if case.bug else name
         for name, case in cases.items()
     ]
+
+
+def three_model_server(root: Path, tiny_model_base: Path, *flags: str) -> ServerProcess:
+    """The server the hostile REST and KServe corpora attack: an image model (`tiny`), a TF1 graph with
+    predict, classify and regress signatures (`half_plus_two`) and a multi-input model of many dtypes
+    (`multi_io`), served from one model config file with batching on."""
+    bases = {"tiny": tiny_model_base, "half_plus_two": root / "half_plus_two", "multi_io": root / "multi_io"}
+    write_half_plus_two_tf1(bases["half_plus_two"])
+    write_multi_io(bases["multi_io"])
+    config = write_model_config(root / "models.config", bases)
+    return ServerProcess(
+        bases["half_plus_two"], f"--model_config_file={config}", "--enable_batching=true", "--max_batch_size=8",
+        *flags, model_name="ignored",
+    )

@@ -37,8 +37,8 @@ import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from imaging import jpeg
-from hostile_inputs import case_params
-from model_corpus import multi_io_example_inputs, write_half_plus_two_tf1, write_model_config, write_multi_io
+from hostile_inputs import case_params, three_model_server
+from model_corpus import multi_io_example_inputs
 from server_process import ServerProcess
 
 MAX_MESSAGE = 4_000_000
@@ -57,14 +57,8 @@ IMAGE = jpeg(5)
 @pytest.fixture(scope="module")
 def server(tiny_model_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("hostile_kserve")
-    bases = {"tiny": tiny_model_base, "half_plus_two": root / "half_plus_two", "multi_io": root / "multi_io"}
-    write_half_plus_two_tf1(bases["half_plus_two"])
-    write_multi_io(bases["multi_io"])
-    config = write_model_config(root / "models.config", bases)
-    with ServerProcess(
-        bases["half_plus_two"], f"--model_config_file={config}", "--enable_batching=true", "--max_batch_size=8",
-        f"--grpc_max_message_bytes={MAX_MESSAGE}", f"--max_images_per_request={MAX_ROWS}", model_name="ignored",
-    ) as running:
+    flags = (f"--grpc_max_message_bytes={MAX_MESSAGE}", f"--max_images_per_request={MAX_ROWS}")
+    with three_model_server(root, tiny_model_base, *flags) as running:
         yield running
 
 

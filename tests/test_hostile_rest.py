@@ -38,8 +38,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from imaging import jpeg
-from hostile_inputs import case_params
-from model_corpus import write_half_plus_two_tf1, write_model_config, write_multi_io
+from hostile_inputs import case_params, three_model_server
 from server_process import ServerProcess
 
 MAX_BODY = 4_000_000
@@ -57,14 +56,7 @@ IMAGE_B64 = base64.b64encode(IMAGE).decode()
 @pytest.fixture(scope="module")
 def server(tiny_model_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("hostile_rest")
-    bases = {"tiny": tiny_model_base, "half_plus_two": root / "half_plus_two", "multi_io": root / "multi_io"}
-    write_half_plus_two_tf1(bases["half_plus_two"])
-    write_multi_io(bases["multi_io"])
-    config = write_model_config(root / "models.config", bases)
-    with ServerProcess(
-        bases["half_plus_two"], f"--model_config_file={config}", "--enable_batching=true", "--max_batch_size=8",
-        f"--grpc_max_message_bytes={MAX_BODY}", model_name="ignored",
-    ) as running:
+    with three_model_server(root, tiny_model_base, f"--grpc_max_message_bytes={MAX_BODY}") as running:
         yield running
 
 
