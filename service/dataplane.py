@@ -104,7 +104,8 @@ CLASSIFY_INPUT, REGRESS_INPUT, REGRESS_OUTPUT = "inputs", "inputs", "outputs"
 
 class DataPlane:
     """`max_inflight_requests` (0: unbounded) caps requests being decoded, queued or computed at once;
-    `max_image_pixels` (0: unbounded) refuses images whose header declares more pixels, before decoding."""
+    `max_image_pixels` (0: unbounded) refuses images whose header declares more pixels, before decoding;
+    `signature_method_name_check` makes Classify and Regress require the signature's method_name too."""
 
     def __init__(
         self,
@@ -114,6 +115,7 @@ class DataPlane:
         max_images_per_request: int,
         max_inflight_requests: int = 0,
         max_image_pixels: int = 0,
+        signature_method_name_check: bool = False,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self._models = models
@@ -124,6 +126,7 @@ class DataPlane:
         self._tracing = not isinstance(self._tracer, trace.NoOpTracer)
         self._max_inflight = max_inflight_requests
         self._max_pixels = max_image_pixels
+        self._method_name_check = signature_method_name_check
         self._inflight = 0
 
     @property
@@ -355,7 +358,7 @@ class DataPlane:
         """Classify serialized tf.Examples with a classify signature, checked and answered as TF Serving does."""
         with served.lease(), self._admitted():
             spec = self.signature(served, signature_name)
-            _check_classify_signature(spec)
+            _check_classify_signature(spec, self._method_name_check)
             outputs = await self._run_signature(served, spec, {CLASSIFY_INPUT: _examples_array(examples)}, deadline)
             classes, scores = outputs.get("classes"), outputs.get("scores")
             _check_classify_outputs(classes, scores, len(examples))
@@ -367,7 +370,7 @@ class DataPlane:
         """Regress serialized tf.Examples with a regress signature, checked and answered as TF Serving does."""
         with served.lease(), self._admitted():
             spec = self.signature(served, signature_name)
-            _check_regress_signature(spec)
+            _check_regress_signature(spec, self._method_name_check)
             outputs = await self._run_signature(served, spec, {REGRESS_INPUT: _examples_array(examples)}, deadline)
             values = outputs[REGRESS_OUTPUT]
             if values.dtype != np.float32:
@@ -554,9 +557,10 @@ def _examples_array(examples: Sequence[bytes]) -> np.ndarray:
     return array
 
 
-def _check_classify_signature(spec: SignatureSpec) -> None:
-    """TF Serving's PreProcessClassification checks and wording."""
-    if spec.method_name != CLASSIFY_METHOD:
+def _check_classify_signature(spec: SignatureSpec, method_name_check: bool) -> None:
+    """TF Serving's PreProcessClassification checks and wording: the method name only when asked to
+    (--enable_signature_method_name_check), since `tf.saved_model.save` names every signature predict."""
+    if method_name_check and spec.method_name != CLASSIFY_METHOD:
         raise InvalidInputError(
             f"Expected classification signature method_name to be {CLASSIFY_METHOD}. Was: {spec.method_name}"
         )
@@ -592,9 +596,9 @@ def _check_classify_outputs(classes: np.ndarray | None, scores: np.ndarray | Non
         )
 
 
-def _check_regress_signature(spec: SignatureSpec) -> None:
-    """TF Serving's PreProcessRegression checks and wording."""
-    if spec.method_name != REGRESS_METHOD:
+def _check_regress_signature(spec: SignatureSpec, method_name_check: bool) -> None:
+    """TF Serving's PreProcessRegression checks and wording (the method name as for classification)."""
+    if method_name_check and spec.method_name != REGRESS_METHOD:
         raise InvalidInputError(
             f"Expected regression signature method_name to be {REGRESS_METHOD}. Was: {spec.method_name}"
         )

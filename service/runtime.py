@@ -23,7 +23,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter is not operator news
 import tensorflow as tf  # noqa: E402
 from google.protobuf.message import DecodeError  # noqa: E402
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2  # noqa: E402
+from tensorflow.python.saved_model.loader_impl import SavedModelLoader  # noqa: E402
 
 from .signature_batching import BatchInputError  # noqa: E402
 from .tensors.spec import SignatureSpec, UnsupportedSignatureError, signature_spec  # noqa: E402
@@ -76,6 +77,9 @@ class EncodedImage:
 
 
 _threading_configured = False
+# What TF1 graph Sessions are created with: the same thread pools as the eager runtime, and ops pinned to a
+# device this machine lacks (a graph exported on a GPU machine) placed where they can run, as TF Serving does.
+_session_config = config_pb2.ConfigProto(allow_soft_placement=True)
 
 
 def configure_tensorflow(intra_op_threads: int = 0, inter_op_threads: int = 0) -> None:
@@ -85,9 +89,21 @@ def configure_tensorflow(intra_op_threads: int = 0, inter_op_threads: int = 0) -
         return
     if intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+        _session_config.intra_op_parallelism_threads = intra_op_threads
     if inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+        _session_config.inter_op_parallelism_threads = inter_op_threads
     _threading_configured = True
+    _log_devices()
+
+
+def _log_devices() -> None:
+    """One line on where models run, so a GPU image started without a GPU says so instead of failing."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        _log.info("TensorFlow runs models on %d GPU(s): %s", len(gpus), ", ".join(gpu.name for gpu in gpus))
+    elif tf.test.is_built_with_cuda():
+        _log.warning("no GPU visible to this CUDA build of TensorFlow: models run on the CPU")
 
 
 DEFAULT_TAGS = ("serve",)
@@ -121,26 +137,36 @@ class ModelRuntime:
             raise ModelLoadError(f"{version_dir}: no saved_model.pb")
         meta_graph = read_meta_graph(version_dir, tags)
         self.signature_defs = dict(meta_graph.signature_def)
-        # A TF1 graph (no object graph) feeds its signature tensors as a Session does, whatever their static
-        # shapes say, as TF Serving does: `{"instances": [1.0, 2.0]}` into half_plus_two's x of shape [-1, 1].
-        shapes_enforced = bool(meta_graph.object_graph_def.nodes)
+        # A TF1 graph (no object graph: written by SavedModelBuilder or an Estimator) runs in a Session, as TF
+        # Serving runs every model: its tensors are fed whatever their static shapes say, e.g.
+        # `{"instances": [1.0, 2.0]}` into half_plus_two's x of shape [-1, 1].
+        self.graph_session = not meta_graph.object_graph_def.nodes
         self.signatures: dict[str, SignatureSpec] = {}
         self.unusable_signatures: dict[str, str] = {}  # name -> why requests cannot call it
         for name, signature_def in self.signature_defs.items():
             try:
-                self.signatures[name] = signature_spec(name, signature_def, shapes_enforced=shapes_enforced)
+                self.signatures[name] = signature_spec(name, signature_def, shapes_enforced=not self.graph_session)
             except UnsupportedSignatureError as error:
                 self.unusable_signatures[name] = str(error)
+        self._functions: dict[str, Any] = {}
         try:
-            self._saved_model = tf.saved_model.load(str(version_dir), tags=list(tags))
+            if self.graph_session:
+                self._graph = _GraphSession(version_dir, tags, {name: self.signature_defs[name] for name in self.signatures})
+                restored = self._graph.signatures
+            else:
+                self._saved_model = tf.saved_model.load(str(version_dir), tags=list(tags))
+                self._functions = dict(self._saved_model.signatures)
+                restored = self._functions
         except Exception as error:  # TF raises a zoo of types for corrupt models
-            raise ModelLoadError(f"{version_dir}: cannot load SavedModel: {error}") from error
-        self._functions = dict(self._saved_model.signatures)
+            raise ModelLoadError(f"{version_dir}: cannot load SavedModel: {_first_line(str(error))}") from error
         for name in list(self.signatures):
-            if name not in self._functions:  # in the MetaGraph, but not restored as a callable function
+            if name not in restored:  # in the MetaGraph, but not callable (see _GraphSession for why)
                 del self.signatures[name]
-                self.unusable_signatures[name] = f"signature '{name}' could not be restored as a function"
-        self.image_contract = all(name in self.signatures for name in REQUIRED_SIGNATURES)
+                self.unusable_signatures[name] = (
+                    self._graph.unusable.get(name, "") if self.graph_session else ""
+                ) or f"signature '{name}' could not be restored as a function"
+        # The image fast path calls the model's functions directly; a TF1 graph serves its signatures as tensors.
+        self.image_contract = not self.graph_session and all(name in self.signatures for name in REQUIRED_SIGNATURES)
         self.input_shape: tuple[int, int, int] | None = None
         if self.image_contract:
             self._preprocess = self._functions[PREPROCESS_SIGNATURE]
@@ -155,9 +181,10 @@ class ModelRuntime:
 
         Raises SignatureInputError when TensorFlow refuses the inputs, BatchExecutionError for other faults.
         """
-        function = self._functions[name]
         try:
-            outputs = function(**{key: tf.constant(value) for key, value in inputs.items()})
+            if self.graph_session:
+                return self._graph.run(name, inputs)
+            outputs = self._functions[name](**{key: tf.constant(value) for key, value in inputs.items()})
         except tf.errors.InvalidArgumentError as error:
             raise SignatureInputError(_op_error_summary(error.message)) from None
         except tf.errors.OpError as error:
@@ -261,6 +288,44 @@ class ModelRuntime:
             self.run_batch([blank] * size, size)
         if self._predict_images is not None:
             self.run_batch([EncodedImage(self.sample_jpeg())], 1)  # the idle fast path's graph
+
+
+class _GraphSession:
+    """A TF1 graph SavedModel run as TF Serving runs it: one Session over the MetaGraph as stored (variables
+    restored, init ops run, asset paths fed), each signature a callable fed and fetched by tensor name.
+
+    `tf.saved_model.load` would instead re-import the graph into functions, re-running shape inference (it
+    refuses graphs TF Serving serves, such as a serialized-example placeholder declared as a scalar and fed a
+    vector) and checking feeds against static shapes a Session never enforced.
+    """
+
+    def __init__(self, version_dir: Path, tags: Sequence[str], signature_defs: dict[str, Any]) -> None:
+        graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=graph, config=_session_config)
+        with graph.as_default():
+            SavedModelLoader(str(version_dir)).load(self._session, list(tags))
+        self.signatures: dict[str, tuple[tuple[str, ...], tuple[str, ...], Any]] = {}
+        self.unusable: dict[str, str] = {}
+        for name, signature_def in signature_defs.items():
+            inputs, outputs = tuple(signature_def.inputs), tuple(signature_def.outputs)
+            tensors = [*signature_def.inputs.values(), *signature_def.outputs.values()]
+            if not all(info.name for info in tensors):
+                self.unusable[name] = f"signature '{name}' has sparse or composite tensors, which requests cannot carry"
+                continue
+            options = config_pb2.CallableOptions(
+                feed=[signature_def.inputs[key].name for key in inputs],
+                fetch=[signature_def.outputs[key].name for key in outputs],
+            )
+            try:
+                # Session.make_callable would check feeds against static shapes in Python; TF Serving's C++
+                # Session::Run does not, so neither does the callable made from options.
+                self.signatures[name] = (inputs, outputs, self._session._make_callable_from_options(options))
+            except (tf.errors.OpError, ValueError) as error:
+                self.unusable[name] = f"signature '{name}' names tensors the graph cannot run: {_first_line(str(error))}"
+
+    def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        input_keys, output_keys, run = self.signatures[name]
+        return dict(zip(output_keys, run(*(inputs[key] for key in input_keys))))
 
 
 def _predictions(outputs: dict[str, tf.Tensor], count: int) -> list[Prediction]:

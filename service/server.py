@@ -99,6 +99,7 @@ class ModelServer:
             max_images_per_request=settings.max_images_per_request,
             max_inflight_requests=settings.max_inflight_requests,
             max_image_pixels=settings.max_image_pixels,
+            signature_method_name_check=settings.enable_signature_method_name_check,
             tracer=self.tracing.tracer,
         )
         self.health = HealthServicer()

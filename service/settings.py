@@ -34,7 +34,7 @@ TF_SERVING_FLAGS_WITHOUT_EFFECT = (
     "flush_filesystem_caches", "num_load_threads", "num_unload_threads", "max_num_load_retries",
     "load_retry_interval_micros", "grpc_max_threads", "num_request_iterations_for_warmup",
     "remove_unused_fields_from_bundle_metagraph", "prefer_tflite_model", "num_tflite_pools",
-    "num_tflite_interpreters_per_pool", "num_tflite_interpreters", "enable_signature_method_name_check",
+    "num_tflite_interpreters_per_pool", "num_tflite_interpreters",
     "xla_cpu_compilation_enabled", "enable_profiler", "skip_initialize_tpu", "mixed_precision",
     "tensorflow_session_config_file", "thread_pool_factory_config_file",
     "allow_version_labels_for_unavailable_models", "enable_grpc_healthcheck_service",
@@ -92,6 +92,8 @@ class ServerSettings:
     grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()  # extra gRPC server channel arguments
     rest_api_timeout_in_ms: int = 30_000  # a REST request's deadline; 0: none
     enable_model_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests at load
+    # Classify/Regress/MultiInference also require the signature's method_name (TF Serving's default: false)
+    enable_signature_method_name_check: bool = False
     # Predict answers numbers in tensor_content instead of the typed *_val fields (TF Serving's default: false)
     enable_serialization_as_tensor_content: bool = False
     saved_model_tags: tuple[str, ...] = ("serve",)  # the MetaGraph loaded from each SavedModel
@@ -514,6 +516,14 @@ def build_argument_parser() -> argparse.ArgumentParser:
     tensorflow.add_argument(
         "--tensorflow_session_parallelism", type=_non_negative_int, metavar="N",
         help="sets both of the above where they are not set (0: TensorFlow's default)",
+    )
+    tensorflow.add_argument(
+        "--enable_signature_method_name_check",
+        help="Classify, Regress and MultiInference also require the signature's method_name to be "
+        "'tensorflow/serving/classify' or 'tensorflow/serving/regress'; false (as in TF Serving): any signature "
+        "whose inputs and outputs fit is accepted, e.g. those of a model saved with 'tf.saved_model.save', "
+        "which are all named 'tensorflow/serving/predict'",
+        **bool_flag,
     )
     tensorflow.add_argument(
         "--enable_serialization_as_tensor_content",

@@ -18,9 +18,20 @@ half-written version. Models are tiny and fully deterministic (fixed values or s
 | write_no_batch_dim                | serving_default (predict)     | matrix f32[2,2] -> determinant f32[], transposed|
 | write_tutorial_inception_style    | predict_images (predict)      | images str[-1] JPEG -> classes str[-1,5], scores|
 |   (TF1 graph, SavedModelBuilder)  | serving_default (classify)    | inputs str[-1] (tf.Example "image/encoded")     |
+| write_half_plus_three_tf1_legacy  | serving_default (predict)     | x f32 -> y (y = 0.5 x + 3)                      |
+|   (TF1 graph as TF 1.0 wrote it)  | regress_x_to_y (regress)      | inputs str[] (a scalar placeholder, fed [N])    |
+|                                   | classify_x_to_y (classify)    |   -> outputs / scores                           |
+| write_tf2_example_module          | serving_default (predict)     | inputs str[-1] tf.Example "x" -> classes, scores|
+|   (tf.Module, all method predict) | regress (predict)             | inputs str[-1] -> outputs f32[-1]               |
+|                                   | predict_x (predict)           | x f32[-1] -> y f32[-1]                          |
+| write_keras_saved_model           | serving_default (predict)     | Keras 3 or tf_keras Sequential through          |
+|                                   |                               | tf.saved_model.save (KERAS_SAVED_MODEL_KEYS)    |
+| write_tf_keras_export             | serving_default, serve        | tf_keras Sequential through model.export        |
 
-`run_in_process` is the reference: it runs a signature with `tf.saved_model.load`, in this process, for
-tests to compare the server's answers against.
+`run_in_process` is the reference: it runs a signature in this process, for tests to compare the server's
+answers against: a TF2 SavedModel through `tf.saved_model.load`, a TF1 graph in a `tf.compat.v1.Session` fed
+through C++'s Session::Run as TF Serving feeds it (Python's `Session.run` checks feeds against static shapes,
+which TF1 graphs such as TF Serving's own test models do not always meet).
 """
 
 from __future__ import annotations
@@ -62,6 +73,12 @@ MULTI_IO_OUTPUTS = {
     "half_sq": ("float16", [-1]),
     "u16_plus": ("uint16", [-1]),
 }
+
+# Signature keys of write_keras_saved_model (input, output) and write_tf_keras_export, per Keras flavour.
+KERAS_SAVED_MODEL_KEYS = {"keras3": ("inputs", "output_0"), "tf_keras": (KERAS_INPUT_KEY, "dense")}
+TF_KERAS_EXPORT_KEYS = (KERAS_INPUT_KEY, "output_0")
+# write_tf2_example_module's classify signature: a label per column, scores 0.5 x + 2 and 0.5 x + 1.
+TF2_EXAMPLE_CLASSES = (b"upper", b"lower")
 
 TUTORIAL_LABELS = [
     "tench", "goldfish", "great white shark", "tiger shark", "hammerhead",
@@ -373,6 +390,135 @@ def encode_test_jpegs(count: int = 3, size: int = 40) -> list[bytes]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# 7. TF Serving's saved_model_half_plus_three: a TF1 graph as TF 1.0 wrote it.
+
+
+def write_half_plus_three_tf1_legacy(base: Path, version: int = 1) -> Path:
+    """y = 0.5 * x + 3, written the way TF 1.0 wrote TF Serving's `saved_model_half_plus_three` test model.
+
+    Its serialized-example placeholder has an empty `shape` attribute in a GraphDef of producer version 21, which
+    a Session reads as "unknown" (TF's rule for graphs of that age) and which the classify and regress
+    signatures declare as a scalar; it is fed a vector of examples. The V1 `ParseExample` op needs a vector, so
+    re-importing the graph into functions with the declared shapes (`tf.saved_model.load`) fails ("Shape must
+    be rank 1 but is rank 0"), while a Session, as in TF Serving, runs it.
+    """
+    import tensorflow as tf
+    from tensorflow.core.framework import tensor_shape_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    v1 = tf.compat.v1
+
+    def write(path: Path) -> None:
+        with tf.Graph().as_default() as graph, v1.Session(graph=graph) as sess:
+            a = v1.Variable(0.5, name="a", dtype=tf.float32)
+            b = v1.Variable(3.0, name="b", dtype=tf.float32)
+            serialized = v1.placeholder(tf.string, shape=None, name="tf_example")
+            parsed = tf.raw_ops.ParseExample(  # the V1 op TF 1.0 wrote, which insists on a vector
+                serialized=serialized, names=tf.constant([], tf.string), sparse_keys=[], dense_keys=[tf.constant("x")],
+                dense_defaults=[tf.constant([], tf.float32)], sparse_types=[], dense_shapes=[[1]],
+            )
+            x = tf.identity(parsed.dense_values[0], name="x")  # [-1, 1]
+            y = tf.add(tf.multiply(a, x), b, name="y")
+            sess.run(v1.global_variables_initializer())
+            info = v1.saved_model.utils.build_tensor_info
+            signatures = {
+                "serving_default": v1.saved_model.signature_def_utils.build_signature_def(
+                    inputs={"x": info(x)}, outputs={"y": info(y)}, method_name=PREDICT),
+                "regress_x_to_y": v1.saved_model.regression_signature_def(examples=serialized, predictions=y),
+                "classify_x_to_y": v1.saved_model.classification_signature_def(
+                    examples=serialized, classes=None, scores=y),
+            }
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map=signatures, strip_default_attrs=True)
+            builder.save()
+        # Age the graph: the placeholder's shape and the signatures' input shapes as TF 1.0 recorded them.
+        saved_model = saved_model_pb2.SavedModel()
+        pb = path / "saved_model.pb"
+        saved_model.ParseFromString(pb.read_bytes())
+        meta_graph = saved_model.meta_graphs[0]
+        meta_graph.graph_def.versions.producer = 21
+        for node in meta_graph.graph_def.node:
+            if node.name == "tf_example":
+                node.attr["shape"].shape.CopyFrom(tensor_shape_pb2.TensorShapeProto())
+        for key in ("regress_x_to_y", "classify_x_to_y"):
+            meta_graph.signature_def[key].inputs["inputs"].tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto())
+        pb.write_bytes(saved_model.SerializeToString())
+
+    return _write_atomically(base, version, write)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 8. A TF2 module parsing tf.Examples, saved with tf.saved_model.save (every method name is predict).
+
+
+def write_tf2_example_module(base: Path, version: int = 1) -> Path:
+    """The TF2 way of the tutorial's export: `serving_default` parses tf.Examples and answers a classification
+    (`classes` and `scores`, [N, 2]); `regress` answers `outputs` [N]. `tf.saved_model.save` names both
+    `tensorflow/serving/predict`, so Classify and Regress must accept them by their inputs and outputs."""
+    import tensorflow as tf
+
+    examples = tf.TensorSpec([None], tf.string, name="inputs")
+
+    def parse(serialized):
+        return tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([], tf.float32)})["x"]
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[examples])
+        def classify(self, inputs):
+            x = parse(inputs)
+            scores = tf.stack([0.5 * x + 2.0, 0.5 * x + 1.0], axis=1)
+            classes = tf.tile(tf.constant([list(TF2_EXAMPLE_CLASSES)]), [tf.shape(x)[0], 1])
+            return {"classes": classes, "scores": scores}
+
+        @tf.function(input_signature=[examples])
+        def regress(self, inputs):
+            return {"outputs": 0.5 * parse(inputs) + 2.0}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def predict_x(self, x):
+            return {"y": 0.5 * x + 2.0}
+
+    module = Module()
+    signatures = {"serving_default": module.classify, "regress": module.regress, "predict_x": module.predict_x}
+    return _write_atomically(base, version, lambda path: tf.saved_model.save(module, str(path), signatures))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 9. Keras models saved the other ways users save them.
+
+
+def _keras_sequential(flavour: str):
+    """The Sequential of write_keras_sequential, built with Keras 3 or with tf_keras (Keras 2)."""
+    if flavour == "tf_keras":
+        import tf_keras as keras_api
+    else:
+        import keras as keras_api
+
+    model = keras_api.Sequential(
+        [
+            keras_api.Input((KERAS_INPUT_DIM,), name=KERAS_INPUT_KEY),
+            keras_api.layers.Dense(KERAS_CLASSES, activation="softmax", name="dense"),
+        ]
+    )
+    model.set_weights(keras_sequential_weights())
+    return model
+
+
+def write_keras_saved_model(base: Path, version: int = 1, flavour: str = "keras3") -> Path:
+    """A Keras Sequential saved with `tf.saved_model.save(model, path)` (signature keys: KERAS_SAVED_MODEL_KEYS)."""
+    import tensorflow as tf
+
+    model = _keras_sequential(flavour)
+    return _write_atomically(base, version, lambda path: tf.saved_model.save(model, str(path)))
+
+
+def write_tf_keras_export(base: Path, version: int = 1) -> Path:
+    """A tf_keras (Keras 2) Sequential saved with `model.export(path)` (signature keys: TF_KERAS_EXPORT_KEYS)."""
+    model = _keras_sequential("tf_keras")
+    return _write_atomically(base, version, lambda path: model.export(str(path)))
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Reading and running what was written.
 
 
@@ -441,10 +587,49 @@ def load_in_process(version_dir: Path):
     return _LOADED[key]
 
 
+def _is_tf1_graph(version_dir: Path) -> bool:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(version_dir) / "saved_model.pb").read_bytes())
+    return not saved_model.meta_graphs[0].object_graph_def.nodes
+
+
+def _run_tf1_in_session(version_dir: Path, signature: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A TF1 graph's signature run as TF Serving runs it: a Session over the stored MetaGraph, fed and fetched by
+    tensor name through Session::Run (a callable made from CallableOptions, which checks no static shapes)."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2
+
+    pb = Path(version_dir).resolve() / "saved_model.pb"
+    key = ("session", str(pb), pb.stat().st_mtime_ns)
+    if key not in _LOADED:
+        session = tf.compat.v1.Session(graph=tf.Graph())
+        with session.graph.as_default():
+            _LOADED[key] = (session, tf.compat.v1.saved_model.loader.load(session, ["serve"], str(pb.parent)))
+    session, meta_graph = _LOADED[key]
+    signature_def = meta_graph.signature_def[signature]
+    unknown = set(inputs) - set(signature_def.inputs)
+    if unknown:
+        raise KeyError(f"{signature} has no inputs {sorted(unknown)}; it takes {sorted(signature_def.inputs)}")
+    names, outputs = sorted(inputs), list(signature_def.outputs)
+    run = session._make_callable_from_options(config_pb2.CallableOptions(
+        feed=[signature_def.inputs[name].name for name in names],
+        fetch=[signature_def.outputs[name].name for name in outputs],
+    ))
+    feeds = [
+        np.asarray(inputs[name], dtype=tf.dtypes.as_dtype(signature_def.inputs[name].dtype).as_numpy_dtype)
+        for name in names
+    ]
+    return dict(zip(outputs, run(*feeds)))
+
+
 def run_in_process(version_dir: Path, signature: str = "serving_default", **inputs: Any) -> dict[str, np.ndarray]:
     """Run one signature on `inputs` (NumPy arrays, lists, or bytes) with TensorFlow in this process."""
     import tensorflow as tf
 
+    if _is_tf1_graph(version_dir):
+        return _run_tf1_in_session(version_dir, signature, inputs)
     function = load_in_process(version_dir).signatures[signature]
     specs = function.structured_input_signature[1]
     unknown = set(inputs) - set(specs)

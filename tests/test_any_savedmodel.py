@@ -7,6 +7,7 @@ TF Serving client would and compares with `run_in_process`.
 from __future__ import annotations
 
 import concurrent.futures
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -28,12 +29,20 @@ from service.tensors.tensor_proto import from_array, to_array
 from model_corpus import (
     KERAS_INPUT_KEY,
     KERAS_OUTPUT_KEY,
+    KERAS_SAVED_MODEL_KEYS,
+    TF2_EXAMPLE_CLASSES,
+    TF_KERAS_EXPORT_KEYS,
     TUTORIAL_LABELS,
     encode_test_jpegs,
+    make_example,
     multi_io_example_inputs,
     run_in_process,
+    write_half_plus_three_tf1_legacy,
     write_half_plus_two_tf1,
+    write_keras_saved_model,
     write_keras_sequential,
+    write_tf2_example_module,
+    write_tf_keras_export,
     write_multi_io,
     write_no_batch_dim,
     write_tf2_module_unknown_shape,
@@ -49,6 +58,18 @@ BUILDERS = {
     "multi_io": write_multi_io,
     "no_batch": write_no_batch_dim,
     "tutorial": write_tutorial_inception_style,
+    "half_plus_three": write_half_plus_three_tf1_legacy,
+    "tf2_examples": write_tf2_example_module,
+    "keras3_saved_model": partial(write_keras_saved_model, flavour="keras3"),
+    "tf_keras_saved_model": partial(write_keras_saved_model, flavour="tf_keras"),
+    "tf_keras_export": write_tf_keras_export,
+}
+# The Keras models' default signature: (input key, output key).
+KERAS_KEYS = {
+    "keras": (KERAS_INPUT_KEY, KERAS_OUTPUT_KEY),
+    "keras3_saved_model": KERAS_SAVED_MODEL_KEYS["keras3"],
+    "tf_keras_saved_model": KERAS_SAVED_MODEL_KEYS["tf_keras"],
+    "tf_keras_export": TF_KERAS_EXPORT_KEYS,
 }
 
 
@@ -266,11 +287,13 @@ def test_multi_inference_runs_each_task(stub):
 
 
 @pytest.mark.parametrize("call, signature, message", [
-    ("Regress", "classify_x_to_y", "Expected regression signature method_name to be tensorflow/serving/regress"),
-    ("Classify", "regress_x_to_y", "Expected classification signature method_name to be tensorflow/serving/classify"),
-    ("Classify", "serving_default", "Expected classification signature method_name"),
+    ("Regress", "classify_x_to_y", "No regression outputs found in SignatureDef 'classify_x_to_y'"),
+    ("Classify", "regress_x_to_y",
+     'Expected classification signature outputs to contain at least one of "classes" or "scores"'),
+    ("Classify", "serving_default", "No classification inputs found in SignatureDef 'serving_default'"),
 ])
 def test_a_method_that_does_not_fit_the_signature_is_refused(stub, call, signature, message):
+    """TF Serving's default: the method name is not checked, the signature's inputs and outputs are."""
     request = (regression_pb2.RegressionRequest if call == "Regress" else classification_pb2.ClassificationRequest)()
     request.model_spec.name = "half_plus_two"
     request.model_spec.signature_name = signature
@@ -368,6 +391,121 @@ def test_saved_model_tags_pick_the_metagraph(tmp_path):
     from service.runtime import ModelLoadError, ModelRuntime
     with pytest.raises(ModelLoadError, match=r"no MetaGraph tagged \['serve'\].*\[\['gpu', 'serve'\]\]"):
         ModelRuntime(base / "1")
+
+
+# -- the model kinds TF Serving users bring: TF1 graphs as TF 1.0 wrote them, TF2 modules, Keras ----------------
+
+
+def _examples(values, request_input):
+    for value in values:
+        request_input.example_list.examples.add().features.feature["x"].float_list.value.append(value)
+
+
+def test_a_tf1_graph_tf_serving_loads_is_served_though_tf_saved_model_load_refuses_it(stub, corpus, server):
+    import tensorflow as tf
+
+    with pytest.raises(ValueError, match="Shape must be rank 1 but is rank 0"):
+        tf.saved_model.load(str(corpus["half_plus_three"]))  # why the server runs TF1 graphs in a Session
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "half_plus_three"
+    request.model_spec.signature_name = "regress_x_to_y"
+    _examples([1.0, 4.0], request.input)
+    regressions = [r.value for r in stub.Regress(request, timeout=30).result.regressions]
+    expected = run_in_process(corpus["half_plus_three"], "regress_x_to_y",
+                              inputs=np.array([make_example(x=1.0), make_example(x=4.0)], dtype=object))
+    assert regressions == expected["outputs"].reshape(-1).tolist() == [3.5, 5.0]
+
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "half_plus_three"
+    request.model_spec.signature_name = "classify_x_to_y"
+    _examples([2.0], request.input)
+    assert [c.score for c in stub.Classify(request, timeout=30).result.classifications[0].classes] == [4.0]
+    assert rest(server, "half_plus_three", "regress", {"signature_name": "regress_x_to_y",
+                                                       "examples": [{"x": 0.0}, {"x": 2.0}]}) == (200, {"results": [3.0, 4.0]})
+
+
+def test_a_tf1_graph_is_batched_and_counted_like_any_model(stub, server):
+    def answered() -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in server.metrics_text().splitlines()
+                   if line.startswith("inference_requests_total{")
+                   and all(label in line for label in ('model="half_plus_three"', 'method="Predict"', 'code="OK"')))
+
+    before = answered()
+    predict(stub, "half_plus_three", {"x": np.array([[1.0]], np.float32)})
+    assert answered() == before + 1
+    assert server.metric_value("inference_batch_size_count", 'model="half_plus_three"') >= 1  # it ran as a batch
+
+
+def test_tf2_module_classify_regress_and_multi_inference_though_every_method_name_is_predict(stub, corpus, server):
+    values = [1.0, -3.0]
+    examples = np.array([make_example(x=value) for value in values], dtype=object)
+    classified = run_in_process(corpus["tf2_examples"], inputs=examples)
+    regressed = run_in_process(corpus["tf2_examples"], "regress", inputs=examples)
+
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "tf2_examples"
+    _examples(values, request.input)
+    response = stub.Classify(request, timeout=30)
+    assert response.model_spec.signature_name == "serving_default"
+    for row, classifications in enumerate(response.result.classifications):
+        assert [c.label.encode() for c in classifications.classes] == classified["classes"][row].tolist()
+        np.testing.assert_allclose([c.score for c in classifications.classes], classified["scores"][row])
+    assert [c.label.encode() for c in response.result.classifications[0].classes] == list(TF2_EXAMPLE_CLASSES)
+
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "tf2_examples"
+    request.model_spec.signature_name = "regress"
+    _examples(values, request.input)
+    np.testing.assert_allclose([r.value for r in stub.Regress(request, timeout=30).result.regressions],
+                               regressed["outputs"])
+
+    request = inference_pb2.MultiInferenceRequest()
+    for signature, method in (("serving_default", "tensorflow/serving/classify"),
+                              ("regress", "tensorflow/serving/regress")):
+        task = request.tasks.add()
+        task.model_spec.name = "tf2_examples"
+        task.model_spec.signature_name = signature
+        task.method_name = method
+    _examples(values, request.input)
+    results = stub.MultiInference(request, timeout=30).results
+    np.testing.assert_allclose([c.score for c in results[0].classification_result.classifications[1].classes],
+                               classified["scores"][1])
+    np.testing.assert_allclose([r.value for r in results[1].regression_result.regressions], regressed["outputs"])
+
+    status, body = rest(server, "tf2_examples", "classify", {"examples": [{"x": value} for value in values]})
+    assert status == 200, body
+    assert [[label for label, _ in row] for row in body["results"]] == [[c.decode() for c in TF2_EXAMPLE_CLASSES]] * 2
+    np.testing.assert_allclose([[score for _, score in row] for row in body["results"]], classified["scores"], rtol=1e-6)
+    status, body = rest(server, "tf2_examples", "regress",
+                        {"signature_name": "regress", "examples": [{"x": value} for value in values]})
+    assert status == 200, body
+    np.testing.assert_allclose(body["results"], regressed["outputs"], rtol=1e-6)
+
+
+def test_the_method_name_is_checked_when_asked_to(corpus):
+    config = write_model_config(corpus["tf2_examples"].parent.parent / "checked.config",
+                                {name: corpus[name].parent for name in ("tf2_examples", "half_plus_two")})
+    with ServerProcess(corpus["half_plus_two"].parent, f"--model_config_file={config}",
+                       "--enable_signature_method_name_check=true", model_name="ignored") as checked, \
+            checked.channel() as channel:
+        checked_stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = classification_pb2.ClassificationRequest()
+        request.model_spec.name = "tf2_examples"
+        _examples([1.0], request.input)
+        with pytest.raises(grpc.RpcError) as refused:
+            checked_stub.Classify(request, timeout=30)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.details() == ("Expected classification signature method_name to be "
+                                           "tensorflow/serving/classify. Was: tensorflow/serving/predict")
+        request = regression_pb2.RegressionRequest()
+        request.model_spec.name = "half_plus_two"
+        request.model_spec.signature_name = "classify_x_to_y"
+        _examples([1.0], request.input)
+        with pytest.raises(grpc.RpcError) as refused:
+            checked_stub.Regress(request, timeout=30)
+        assert "Expected regression signature method_name to be tensorflow/serving/regress" in refused.value.details()
+        request.model_spec.signature_name = "regress_x_to_y"  # a regress signature still answers
+        assert [r.value for r in checked_stub.Regress(request, timeout=30).result.regressions] == [2.5]
 
 
 # -- KServe v2 (tritonclient) ------------------------------------------------------------------------------
@@ -516,7 +654,7 @@ def test_rest_errors_name_the_problem(server):
     status, body = rest(server, "half_plus_two", "predict", {"signature_name": "nope", "instances": [[1.0]]})
     assert (status, body) == (400, {"error": 'Serving signature key "nope" not found.'})
     status, body = rest(server, "half_plus_two", "regress", {"signature_name": "classify_x_to_y", "examples": [{}]})
-    assert status == 400 and "Expected regression signature method_name" in body["error"]
+    assert status == 400 and "No regression outputs found in SignatureDef" in body["error"]
 
 
 def test_rest_status_and_metadata_for_any_model(server):
@@ -580,12 +718,14 @@ def _sample_inputs(model: str) -> dict[str, np.ndarray]:
     """One request's inputs for each corpus model's default signature."""
     from model_corpus import make_example
 
-    if model == "half_plus_two":
+    if model in ("half_plus_two", "half_plus_three"):
         return {"x": np.array([[1.0], [3.0]], np.float32)}
+    if model in KERAS_KEYS:
+        return {KERAS_KEYS[model][0]: np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)}
+    if model == "tf2_examples":
+        return {"inputs": np.array([make_example(x=1.0), make_example(x=-3.0)], dtype=object)}
     if model == "tf2_module":
         return {"x": np.arange(12, dtype=np.float32).reshape(2, 3, 2)}
-    if model == "keras":
-        return {KERAS_INPUT_KEY: np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)}
     if model == "multi_io":
         return multi_io_example_inputs()
     if model == "no_batch":

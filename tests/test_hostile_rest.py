@@ -337,9 +337,9 @@ CASES: dict[str, Case] = {
                                        ("has element with unexpected JSON type: Null",)),
     "regress-feature-of-wrong-kind": Case(REGRESS, regress({"x": "abc"}), 400, ("x",)),
     "regress-on-predict-signature": Case(REGRESS, j({"examples": [{"x": 1.0}]}), 400, (
-        "Expected regression signature method_name to be tensorflow/serving/regress",)),
+        "No regression inputs found in SignatureDef 'serving_default'",)),
     "classify-on-predict-signature": Case(CLASSIFY, j({"examples": [{"x": 1.0}]}), 400,
-                                          ("Expected classification signature method_name",)),
+                                          ("No classification inputs found in SignatureDef 'serving_default'",)),
     "tiny-classify-examples-not-a-list": Case(TINY_CLASSIFY, j({"examples": 5}), 400, ("'examples' must be a list",)),
     "tiny-classify-without-image": Case(TINY_CLASSIFY, j({"examples": [{"other": 1}]}), 400,
                                         ("examples[0] has no feature 'image/encoded'",)),

@@ -143,7 +143,7 @@ def test_status_and_metadata_in_tf_serving_json(port):
          {"signature_name": "predict_images", "instances": [{"pictures": b64(b"x")}]}, 400, "pictures"),
         ("POST", f"/v1/models/{MODEL}:classify", {"examples": [{"other": 1}]}, 400, "examples[0]"),
         ("POST", f"/v1/models/{MODEL}:regress", {"examples": [{"x": 1.0}]}, 400,
-         "Expected regression signature method_name to be tensorflow/serving/regress"),
+         "Expected one output Tensor."),
         ("POST", "/v1/nonsense", {}, 404, "Malformed request"),
     ],
     ids=["unknown-model", "unknown-version", "status-unknown-model", "status-unknown-version", "bad-json", "no-instances",
