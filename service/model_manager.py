@@ -408,15 +408,15 @@ class ModelManager:
             served = model.versions.get(version)
             if served is None or served.state is VersionState.END:
                 raise servable_not_found(name, version)
-            if served.state is not VersionState.AVAILABLE:
-                raise UnavailableError(f"model '{name}' version {version} is {served.state.value}")
+            if served.state is not VersionState.AVAILABLE:  # loading or unloading: TF Serving's NOT_FOUND
+                raise servable_not_found(name, version)
             return served
         latest: ServedVersion | None = None
         for served in model.versions.values():  # on every request: a loop, not a list and a max()
             if served.state is VersionState.AVAILABLE and (latest is None or served.version > latest.version):
                 latest = served
-        if latest is None:
-            raise UnavailableError(f"model '{name}' has no version ready yet")
+        if latest is None:  # still loading: TF Serving answers NOT_FOUND, and its clients wait on that
+            raise servable_not_found(name, None)
         return latest
 
     def version_for_label(self, name: str, label: str) -> int:
