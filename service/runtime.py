@@ -98,12 +98,14 @@ def configure_tensorflow(intra_op_threads: int = 0, inter_op_threads: int = 0) -
 
 
 def _log_devices() -> None:
-    """One line on where models run, so a GPU image started without a GPU says so instead of failing."""
+    """One line on where models run, so a GPU image started without a GPU says so (and runs on the CPU)."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        _log.info("TensorFlow runs models on %d GPU(s): %s", len(gpus), ", ".join(gpu.name for gpu in gpus))
+        _log.info("models run on %d GPU(s): %s", len(gpus), ", ".join(gpu.name for gpu in gpus))
     elif tf.test.is_built_with_cuda():
-        _log.warning("no GPU visible to this CUDA build of TensorFlow: models run on the CPU")
+        _log.info("models run on the CPU: this TensorFlow supports GPUs, but none is visible")
+    else:
+        _log.info("models run on the CPU")
 
 
 DEFAULT_TAGS = ("serve",)
