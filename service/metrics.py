@@ -134,7 +134,8 @@ class ServingMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 class _ModelStateCollector(Collector):
-    """Per model: queue depth (the autoscaling signal), readiness and the version served by default.
+    """Per model: queue depth (the autoscaling signal), readiness, the version served by default, and whether
+    a served version has seeded random weights (meaningless labels: something to alert on).
 
     Runs in the scrape thread; it only reads ints and enums the event loop writes, and copies the
     manager's collections before iterating.
@@ -169,6 +170,12 @@ class _ModelStateCollector(Collector):
             "inference_model_loaded_version", "Version served when a request names none (0: none loaded)",
             labels=["model"],
         )
+        random_weights = GaugeMetricFamily(
+            "inference_model_random_weights",
+            "1 while an AVAILABLE version of the model has seeded random weights (export_metadata.json "
+            "\"weights\": \"random\"), so its predictions are meaningless; else 0",
+            labels=["model"],
+        )
         for name in list(self._models.model_names):
             versions = list(self._models.versions(name))
             available = [v.version for v in versions if v.state is VersionState.AVAILABLE]
@@ -189,7 +196,9 @@ class _ModelStateCollector(Collector):
                     for point in latest.batch_size_choice.curve:
                         curve.add_metric([name, str(point.batch_size)], point.items_per_second)
             version.add_metric([name], float(max(available, default=0)))
-        yield from (depth, backlog, ready, version, max_batch, curve)
+            random_weights.add_metric([name], 1.0 if any(
+                v.seeded_weights for v in versions if v.state is VersionState.AVAILABLE) else 0.0)
+        yield from (depth, backlog, ready, version, random_weights, max_batch, curve)
 
 
 class _MetricsListener(BatchListener):

@@ -3,10 +3,17 @@ gRPC answers them as protos, REST renders the same messages as JSON."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, status_pb2
 
 from .errors import ModelNotFoundError
 from .model_manager import ModelManager, ServedVersion
+
+# GetModelMetadata's key for the version's assets/export_metadata.json (a google.protobuf.Struct), beside
+# TF Serving's "signature_def": where its weights came from ("weights": "random" means meaningless labels).
+EXPORT_METADATA = "export_metadata"
 
 _State = get_model_status_pb2.ModelVersionStatus.State
 _ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
@@ -45,8 +52,16 @@ def response_spec(model_name: str, version: int, signature_name: str) -> model_p
     return spec
 
 
+def export_metadata(served: ServedVersion) -> dict[str, Any]:
+    """The version's assets/export_metadata.json as read at load ({} when it has none); REST answers it as is,
+    under `metadata.export_metadata`."""
+    metadata = served.runtime.metadata if served.runtime is not None else None
+    return dict(metadata) if isinstance(metadata, dict) else {}
+
+
 def model_metadata_response(served: ServedVersion) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    """The version's SignatureDefs as TF Serving returns them; shared with REST."""
+    """The version's SignatureDefs as TF Serving returns them, and its export metadata when it has one (so
+    a client can see, for instance, that the version has seeded random weights); shared with REST."""
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     for signature_name, signature_def in served.runtime.signature_defs.items():  # type: ignore[union-attr]
         signature_map.signature_def[signature_name].CopyFrom(signature_def)
@@ -54,4 +69,7 @@ def model_metadata_response(served: ServedVersion) -> get_model_metadata_pb2.Get
         model_spec=response_spec(served.name, served.version, "")
     )
     response.metadata["signature_def"].Pack(signature_map)
+    exported = export_metadata(served)
+    if exported:
+        response.metadata[EXPORT_METADATA].Pack(json_format.ParseDict(exported, struct_pb2.Struct()))
     return response

@@ -16,10 +16,11 @@ import asyncio
 import dataclasses
 import enum
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -63,6 +64,9 @@ class ServedVersion:
     stuck_since: float | None = None
     # Requests that picked this version and have not had their answer yet (see ModelManager.lease).
     in_flight: int = 0
+    # Its export_metadata.json says "weights": "random": the export had no trained weights, so its labels mean
+    # nothing. Kept here (not read from the runtime) so metrics can read it from the scrape thread.
+    seeded_weights: bool = False
     _idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -120,6 +124,7 @@ class _Model:
     source: ModelSource
     versions: dict[int, ServedVersion] = field(default_factory=dict)
     refused: set[int] = field(default_factory=set)  # failed to load: not retried
+    poll_error: str = ""  # why the last poll of the base path failed ("": it did not), logged once
 
     @property
     def name(self) -> str:
@@ -129,13 +134,21 @@ class _Model:
 def find_versions(base_path: Path) -> dict[int, Path]:
     """Version number -> directory, for the subdirectories named by a number that hold a saved_model.pb
     (TF Serving's layout). Zero-padded names count (`00000123/` is version 123); other names are ignored.
-    Should two names give one number (`7/` and `007/`), the shorter wins, and the choice is logged."""
+    Should two names give one number (`7/` and `007/`), the shorter wins, and the choice is logged.
+
+    A version directory the server may not look into counts as a version, so that its load fails and says
+    why, instead of the version silently not existing. Raises ModelLoadError when the base path cannot be
+    listed."""
     if not base_path.is_dir():
         return {}
     found: dict[int, Path] = {}
-    for entry in sorted(base_path.iterdir(), key=lambda path: (len(path.name), path.name)):
+    try:
+        entries = sorted(base_path.iterdir(), key=lambda path: (len(path.name), path.name))
+    except OSError as error:
+        raise ModelLoadError(f"cannot list base path {base_path}: {_os_error_reason(error)}") from None
+    for entry in entries:
         name = entry.name
-        if not (name.isascii() and name.isdigit() and entry.is_dir() and (entry / "saved_model.pb").is_file()):
+        if not (name.isascii() and name.isdigit() and entry.is_dir() and _may_hold_saved_model(entry)):
             continue
         version = int(name)
         if version in found:
@@ -144,6 +157,52 @@ def find_versions(base_path: Path) -> dict[int, Path]:
             continue
         found[version] = entry
     return found
+
+
+def _may_hold_saved_model(version_dir: Path) -> bool:
+    try:
+        return (version_dir / "saved_model.pb").is_file()
+    except PermissionError:  # not ours to look into: its load will say so
+        return True
+
+
+def _os_error_reason(error: OSError) -> str:
+    """`Permission denied (the server runs as user id 1000)`: what an operator needs to fix file modes."""
+    reason = error.strerror or str(error)
+    if isinstance(error, PermissionError) and hasattr(os, "getuid"):
+        reason += f" (the server runs as user id {os.getuid()})"
+    return reason
+
+
+def describe_load_failure(error: BaseException, version_dir: Path) -> str:
+    """One line for why a version did not load (logs and GetModelStatus show it): a file that cannot be read
+    names the file; other errors keep their words, on one line (TensorFlow's can run to many)."""
+    if isinstance(error, OSError):
+        return f"cannot read {error.filename or version_dir}: {_os_error_reason(error)}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def describe_base_path(base_path: Path) -> str:
+    """Why a base path offers no version to load, in the operator's terms."""
+    if not base_path.exists():
+        return f"base path {base_path} does not exist"
+    if not base_path.is_dir():
+        return f"base path {base_path} is not a directory"
+    return f"no version directory with a saved_model.pb under {base_path}"
+
+
+def seeded_weights_warning(served: ServedVersion, metadata: Mapping[str, Any]) -> str:
+    """The one line that says a version's labels are meaningless, and how to get a version that means
+    something: the same advice docs/models.md gives."""
+    reason = metadata.get("weights_fallback_reason")
+    cause = f" (its export could not download the ImageNet weights: {reason})" if reason else ""
+    if metadata.get("model", "inception_v3") == "inception_v3":
+        remedy = ("export it again with real weights, 'python -m model_export --weights imagenet' on a machine "
+                  "with network access or '--weights PATH' to a Keras .h5 weights file, as a new version")
+    else:
+        remedy = "export it again with trained weights, as a new version"
+    return (f"model {served.name} version {served.version} has seeded random weights{cause}: it serves every "
+            f"API, but its predictions are meaningless. To serve real predictions, {remedy}")
 
 
 class ModelManager:
@@ -184,15 +243,19 @@ class ModelManager:
             raise ValueError(f"model '{source.name}' is already served")
         model = self._models[source.name] = _Model(source)
         try:
-            await self._reconcile(model)
+            await self._reconcile(model, log_refusals=False)
+        except ModelLoadError as error:  # the base path cannot be listed
+            raise ModelLoadError(f"model '{source.name}': {error}") from None
         finally:
             self._refreeze_heap()
         available = [v for v in model.versions.values() if v.state is VersionState.AVAILABLE]
-        if not available:
-            errors = "; ".join(v.error for v in model.versions.values() if v.error)
-            raise ModelLoadError(
-                errors or f"model '{source.name}': no version directory with a saved_model.pb under {source.base_path}"
-            )
+        refused = [v for v in model.versions.values() if v.error]
+        if not available:  # the caller reports it, in one line: no "refused" line before it
+            errors = "; ".join(f"version {v.version}: {v.error}" for v in refused)
+            raise ModelLoadError(f"model '{source.name}' {errors}" if errors
+                                 else f"model '{source.name}': {describe_base_path(source.base_path)}")
+        for served in refused:
+            self._log_refusal(model, served)
         return available
 
     async def apply_config(self, sources: Sequence[ModelSource]) -> None:
@@ -269,6 +332,11 @@ class ModelManager:
             for model in list(self._models.values()):
                 try:
                     await self._reconcile(model)
+                    model.poll_error = ""
+                except ModelLoadError as error:  # e.g. the base path became unreadable: keep serving what loaded
+                    if str(error) != model.poll_error:  # once per reason, not once per poll
+                        model.poll_error = str(error)
+                        _log.error("polling %s failed, still serving what loaded: %s", model.source.base_path, error)
                 except Exception:  # a polling fault must never stop serving
                     _log.exception("polling %s failed", model.source.base_path)
         finally:
@@ -286,21 +354,21 @@ class ModelManager:
             await asyncio.sleep(interval_seconds)
             await self.poll()
 
-    async def _reconcile(self, model: _Model) -> None:
+    async def _reconcile(self, model: _Model, *, log_refusals: bool = True) -> None:
         on_disk = await asyncio.to_thread(find_versions, model.source.base_path)
         aspired = model.source.policy.aspired(sorted(on_disk))
         for version in sorted(aspired):
             current = model.versions.get(version)
             if version in model.refused or (current is not None and current.state is not VersionState.END):
                 continue
-            await self._load(model, version, on_disk[version])
+            await self._load(model, version, on_disk[version], log_refusal=log_refusals)
         # Availability first: old versions go only once an aspired one serves in their place.
         if any(model.versions[v].state is VersionState.AVAILABLE for v in aspired if v in model.versions):
             for served in list(model.versions.values()):
                 if served.version not in aspired and served.state is VersionState.AVAILABLE:
                     await self._unload(served)
 
-    async def _load(self, model: _Model, version: int, path: Path) -> None:
+    async def _load(self, model: _Model, version: int, path: Path, *, log_refusal: bool = True) -> None:
         served = ServedVersion(name=model.name, version=version, path=path)
         model.versions[version] = served
         served.state = VersionState.LOADING
@@ -310,12 +378,10 @@ class ModelManager:
         try:
             served.runtime, served.batch_size_choice = await asyncio.to_thread(self._load_and_warm, served.path)
         except Exception as error:  # TF raises a zoo of types for corrupt models: refuse them all
-            served.state, served.error = VersionState.END, str(error) or type(error).__name__
+            served.state, served.error = VersionState.END, describe_load_failure(error, served.path)
             model.refused.add(version)
-            serving = [v.version for v in model.versions.values() if v.state is VersionState.AVAILABLE]
-            _log.error(
-                "refused model %s version %d: %s; still serving versions %s", model.name, version, served.error, serving
-            )
+            if log_refusal:
+                self._log_refusal(model, served)
             return
         served.batching = self._batching
         if served.batch_size_choice is not None:
@@ -327,8 +393,19 @@ class ModelManager:
             served.batching,
         )
         served.loaded_seconds = time.perf_counter() - started
+        metadata = served.runtime.metadata if isinstance(served.runtime.metadata, dict) else {}
+        served.seeded_weights = metadata.get("weights") == "random"
         served.state = VersionState.AVAILABLE  # from here on, get(name) picks it if it is the highest
         _log.info("loaded model %s version %d in %.1f s", model.name, version, served.loaded_seconds)
+        if served.seeded_weights:  # a build without network falls back to them: never let that pass unseen
+            _log.warning(seeded_weights_warning(served, metadata),
+                         extra={"model": model.name, "version": version, "weights": "random"})
+
+    @staticmethod
+    def _log_refusal(model: _Model, served: ServedVersion) -> None:
+        serving = [v.version for v in model.versions.values() if v.state is VersionState.AVAILABLE]
+        _log.error("refused model %s version %d: %s; still serving versions %s",
+                   model.name, served.version, served.error, serving)
 
     def _new_batcher(
         self, served: ServedVersion, label: str, run_batch: Callable[..., Sequence[object]],

@@ -4,8 +4,10 @@ metrics, shutdown."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,12 +54,21 @@ LIVENESS_SERVICE = "liveness"
 HEALTH_WATCH_SECONDS = 0.5
 
 
+class StartupError(Exception):
+    """The server cannot start; the message says why and what to change, in one line."""
+
+
 def grpc_server_options(settings: ServerSettings) -> list[tuple[str, int]]:
-    """Channel arguments of the gRPC server; the connection-age ones only when set."""
+    """Channel arguments of the gRPC server; the connection-age ones only when set.
+
+    SO_REUSEPORT is off (gRPC turns it on by default): with it, a second server on a port already served
+    would start without a word and take a share of the first one's connections."""
     options = [
         ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
         ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
     ]
+    if not any(key == "grpc.so_reuseport" for key, _ in settings.grpc_channel_arguments):
+        options.append(("grpc.so_reuseport", 0))
     if settings.grpc_max_connection_age_ms:
         options.append(("grpc.max_connection_age_ms", settings.grpc_max_connection_age_ms))
     if settings.grpc_max_connection_age_grace_ms:
@@ -148,21 +159,33 @@ class ModelServer:
 
         def bind(address: str) -> int:
             """The port bound at `address` (0: none), with TLS when it is configured."""
-            if tls is None:
-                return self._grpc.add_insecure_port(address)
-            return self._grpc.add_secure_port(address, tls.server_credentials())
+            credentials = tls.server_credentials() if tls is not None else None
+            try:
+                if credentials is None:
+                    return self._grpc.add_insecure_port(address)
+                return self._grpc.add_secure_port(address, credentials)
+            except RuntimeError:  # grpcio's "Failed to bind to address ...", with no reason
+                return 0
 
         self.grpc_port = bind(f"{settings.host}:{settings.port}")
         if self.grpc_port == 0:
-            raise OSError(f"cannot bind gRPC port {settings.host}:{settings.port}")
+            raise StartupError(unbindable_port_message("gRPC", "--port", settings.host, settings.port))
         # TF Serving's --grpc_socket_path: the same services on a Unix socket too.
         if settings.grpc_socket_path and bind(f"unix:{settings.grpc_socket_path}") == 0:
-            raise OSError(f"cannot bind gRPC socket {settings.grpc_socket_path}")
+            raise StartupError(
+                f"cannot listen on the gRPC socket {settings.grpc_socket_path} (--grpc_socket_path): its directory "
+                "must exist and be writable, and no other process may be listening on it"
+            )
         await self._grpc.start()
         if settings.rest_api_port:
             # The REST port takes the same TLS (and client verification) as the gRPC port.
             ssl_context = tls.ssl_context() if tls is not None else None
-            self.metrics_port = await self.rest.start(settings.host, settings.rest_api_port, ssl_context=ssl_context)
+            try:
+                self.metrics_port = await self.rest.start(
+                    settings.host, settings.rest_api_port, ssl_context=ssl_context)
+            except OSError as error:
+                raise StartupError(unbindable_port_message(
+                    "REST", "--rest_api_port", settings.host, settings.rest_api_port, error)) from None
         _log.info("tracing: %s", self.tracing.description)
         for source in settings.model_sources:
             await self.models.add_model(source)
@@ -272,18 +295,62 @@ class ModelServer:
         await asyncio.to_thread(self.tracing.shutdown)  # export the last spans
 
 
+def unbindable_port_message(api: str, flag: str, host: str, port: int, error: OSError | None = None) -> str:
+    """Why `host:port` cannot be listened on, and what to change. gRPC gives no reason, so a plain socket
+    tries the same bind to find it."""
+    if error is None or error.errno is None:
+        error = _bind_error(host, port) or error
+    code = error.errno if error is not None else None
+    address = f"{host}:{port}"
+    if code == errno.EADDRINUSE:
+        return (f"{api} port {address} ({flag}) is already in use: another process listens on it; "
+                f"stop that process or choose another {flag}")
+    if code == errno.EACCES:
+        return (f"{api} port {address} ({flag}): permission denied; ports below 1024 need privileges, "
+                f"choose another {flag}")
+    if code == errno.EADDRNOTAVAIL:
+        return f"{api} port {address} ({flag}): no network interface here has the address {host}; check --host"
+    reason = (error.strerror or str(error)) if error is not None else "the address cannot be listened on"
+    return f"cannot listen on {api} port {address} ({flag}): {reason}; check --host and {flag}"
+
+
+def _bind_error(host: str, port: int) -> OSError | None:
+    """The OSError a plain listening socket gets binding `host:port` (None: it binds)."""
+    address = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no obstacle
+            probe.bind((address, port))
+    except OSError as error:
+        return error
+    return None
+
+
+def startup_failure_line(error: BaseException) -> str:
+    """The one line a start-up failure is logged as: the error's own words, newlines folded."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 async def run_server(settings: ServerSettings) -> int:
-    """Serve until SIGTERM/SIGINT; returns the process exit code."""
-    server = ModelServer(settings)
+    """Serve until SIGTERM/SIGINT; returns the process exit code: 0 after a drain, 1 when it cannot start (a
+    model that cannot load, a port in use, ...: one ERROR line says why, and the orchestrator restarts us)."""
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
+    server: ModelServer | None = None
     try:
+        server = ModelServer(settings)
         await server.start()
-    except Exception as error:  # a model that cannot load is fatal: let the orchestrator restart us
-        _log.error("cannot start: %s", error)
-        await server.stop()
+    except Exception as error:
+        _log.error("cannot start: %s", startup_failure_line(error))
+        _log.debug("start-up failure", exc_info=True)  # the stack, for whoever runs with --log_level=DEBUG
+        if server is not None:
+            try:
+                await server.stop()
+            except Exception:  # what did start is released as far as it can be; the failure above is the news
+                _log.debug("releasing a server that failed to start", exc_info=True)
         return 1
     await stop_requested.wait()
     _log.info("shutting down: draining in-flight requests (grace %.1f s)", settings.shutdown_grace_seconds)

@@ -25,7 +25,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from ..dataplane import DataPlane
 from ..errors import DeadlineExceededError, InvalidInputError, ModelNotFoundError, ServingError, canonical_code
 from ..image_inputs import image_bytes_from_serialized_examples
-from ..model_info import model_metadata_response, model_status_response
+from ..model_info import EXPORT_METADATA, export_metadata, model_metadata_response, model_status_response
 from ..metrics import METRICS_PATHS
 from ..observation import RequestObserver
 from ..signatures import DEFAULT_SIGNATURE, INPUT_KEY_BY_SIGNATURE, PIXELS_SIGNATURE, SERIALIZED_EXAMPLES_SIGNATURE
@@ -155,12 +155,14 @@ class RestServer:
         async def answer() -> dict[str, Any]:
             version = _version(version_text, label)
             if metadata:
-                response = model_metadata_response(self._dataplane.model(name, version))
+                served = self._dataplane.model(name, version)
+                response = model_metadata_response(served)
                 signatures = response.metadata["signature_def"]
-                return {
-                    "model_spec": _as_json(response.model_spec),
-                    "metadata": {"signature_def": _as_json(_unpack_signature_map(signatures))},
-                }
+                body = {"signature_def": _as_json(_unpack_signature_map(signatures))}
+                exported = export_metadata(served)
+                if exported:  # as the file has it: integers stay integers, which a Struct would not keep
+                    body[EXPORT_METADATA] = exported
+                return {"model_spec": _as_json(response.model_spec), "metadata": body}
             return _as_json(model_status_response(self._dataplane.models, name, version))
 
         return await self._answer(request, name, "rest:metadata" if metadata else "rest:status", route, answer)
