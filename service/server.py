@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import signal
 import socket
 import time
@@ -342,7 +343,18 @@ async def run_server(settings: ServerSettings) -> int:
     server: ModelServer | None = None
     try:
         server = ModelServer(settings)
-        await server.start()
+        starting = asyncio.ensure_future(server.start())
+        stopping = asyncio.ensure_future(stop_requested.wait())
+        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            # Told to stop while models load: nothing serves yet, so nothing drains. A load runs in a thread
+            # that cannot be interrupted, and the interpreter would wait for it at exit (Inception: longer than
+            # docker stop's 10 s, and then SIGKILL), so the process leaves now.
+            _log.info("stopped during start-up: no model was serving yet")
+            logging.shutdown()
+            os._exit(0)
+        stopping.cancel()
+        starting.result()  # a start-up failure is raised here
     except Exception as error:
         _log.error("cannot start: %s", startup_failure_line(error))
         _log.debug("start-up failure", exc_info=True)  # the stack, for whoever runs with --log_level=DEBUG

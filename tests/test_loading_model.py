@@ -8,6 +8,7 @@ wait a few seconds, while the ports already accept requests.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -25,8 +26,8 @@ from service.tensors.tensor_proto import from_array
 STALL_SECONDS = 4.0
 
 
-def write_stalling_model(base: Path) -> Path:
-    """y = x; the graph busy-waits x[0] seconds first. Its warm-up request asks for STALL_SECONDS."""
+def write_stalling_model(base: Path, stall_seconds: float = STALL_SECONDS) -> Path:
+    """y = x; the graph busy-waits x[0] seconds first. Its warm-up request asks for `stall_seconds`."""
 
     class Module(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
@@ -42,7 +43,7 @@ def write_stalling_model(base: Path) -> Path:
     tf.saved_model.save(module, str(version_dir), {"serving_default": module.serve})
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "slow"
-    request.inputs["x"].CopyFrom(from_array(np.array([STALL_SECONDS], np.float32)))
+    request.inputs["x"].CopyFrom(from_array(np.array([stall_seconds], np.float32)))
     warmup = version_dir / "assets.extra" / "tf_serving_warmup_requests"
     warmup.parent.mkdir()
     with tf.io.TFRecordWriter(str(warmup)) as writer:
@@ -86,5 +87,28 @@ def test_a_loading_model_is_not_found_until_it_serves(tmp_path: Path) -> None:
 
             server.wait_ready(120)
             assert list(_predict(stub, 0.0).outputs["y"].float_val) == [0.0]
+    finally:
+        server.stop()
+
+
+def test_a_stop_while_models_load_exits_at_once(tmp_path: Path) -> None:
+    """docker stop and Kubernetes send SIGTERM, then SIGKILL after 10 or 30 s: a server whose model takes longer
+    to load must not wait for the load when nothing is serving yet."""
+    write_stalling_model(tmp_path / "slow", stall_seconds=120.0)
+    port = free_port()
+    server = ServerProcess(tmp_path / "slow", model_name="slow", port=port, wait=False)
+    try:
+        deadline = time.monotonic() + 120
+        while "loading model slow version 1" not in server.log:  # the ports are bound; the load has begun
+            assert time.monotonic() < deadline and server.process.poll() is None, server.log
+            time.sleep(0.05)
+        time.sleep(0.5)
+        stopped_at = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=10) == 0, server.log
+        assert time.monotonic() - stopped_at < 5
+        time.sleep(0.2)  # the log reader thread catches up
+        assert "stopped during start-up" in server.log
+        assert "Traceback" not in server.log
     finally:
         server.stop()
