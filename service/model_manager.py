@@ -231,6 +231,7 @@ class ModelManager:
         self._heap_changed = False  # a version was loaded (or refused) or unloaded since the last refreeze
         # One change of the served set at a time: a version poll, a config reload.
         self._changing = asyncio.Lock()
+        self._starting = False  # see hold_requests_until_started
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -473,9 +474,23 @@ class ModelManager:
 
     # -- serving ---------------------------------------------------------------------------
 
+    def hold_requests_until_started(self) -> None:
+        """Until `started()`, `get` answers UNAVAILABLE for any model, known or not.
+
+        TF Serving opens its ports only once the models it starts with have loaded, so its clients see
+        UNAVAILABLE (connection refused) until then, and scripts take any answer naming a servable as "ready".
+        This server answers health, status and metrics meanwhile, and its inference calls answer as TF
+        Serving's clients expect."""
+        self._starting = True
+
+    def started(self) -> None:
+        self._starting = False
+
     def get(self, name: str, version: int | str | None = None) -> ServedVersion:
         """The version to serve a request with: the given one (a number, or a label of the config file's
         version_labels), or the highest AVAILABLE one."""
+        if self._starting:
+            raise UnavailableError("the server is starting: its models are still loading; retry shortly")
         if isinstance(version, str):
             version = self.version_for_label(name, version)
         model = self._models.get(name)

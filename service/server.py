@@ -157,6 +157,7 @@ class ModelServer:
         await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         settings = self.settings
         tls = tls_material(settings)
+        self.models.hold_requests_until_started()
 
         def bind(address: str) -> int:
             """The port bound at `address` (0: none), with TLS when it is configured."""
@@ -190,6 +191,7 @@ class ModelServer:
         _log.info("tracing: %s", self.tracing.description)
         for source in settings.model_sources:
             await self.models.add_model(source)
+        self.models.started()
         await self._warm_up_serving_stack(tls is not None)
         self.models.start_polling(settings.file_system_poll_wait_seconds)
         if settings.model_config_file and settings.model_config_file_poll_wait_seconds > 0:

@@ -1,9 +1,10 @@
-"""A model that is still loading answers as TF Serving's does: NOT_FOUND (REST 404), with TF Serving's wording.
+"""While models load, requests answer as TF Serving's clients expect.
 
-Clients and tools written for TF Serving treat NOT_FOUND during start-up as "not there yet" and retry or wait
-on GetModelStatus; readiness stays NOT_SERVING meanwhile, so a load balancer sends nothing. The model here
-stalls its own load: its recorded warm-up request (assets.extra/tf_serving_warmup_requests) makes the graph
-wait a few seconds, while the ports already accept requests.
+At start-up TF Serving's ports stay closed until its models have loaded, so its clients see UNAVAILABLE and
+its own test harness takes any answer naming a servable as "ready"; this server answers UNAVAILABLE for every
+model (health, status and metrics answer meanwhile). A model that loads later (a config reload adds it) is
+NOT_FOUND, with TF Serving's wording, until it serves, as there. The models here stall their own load: a
+recorded warm-up request (assets.extra/tf_serving_warmup_requests) makes the graph wait.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tensorflow as tf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
 
+from model_corpus import write_model_config
 from rest_client import rest_call
 from server_process import ServerProcess, free_port
 from service.tensors.tensor_proto import from_array
@@ -59,36 +61,80 @@ def _predict(stub, x: float):
     return stub.Predict(request, timeout=10)
 
 
-def test_a_loading_model_is_not_found_until_it_serves(tmp_path: Path) -> None:
+def _first_refusal(stub, channel_ready_deadline: float, log) -> grpc.RpcError:
+    """The first answer other than "nothing listens yet" (the process imports TensorFlow first)."""
+    while True:
+        try:
+            _predict(stub, 0.0)
+            pytest.fail("the model answered before its warm-up finished")
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or "starting" in (error.details() or ""):
+                return error
+        assert time.monotonic() < channel_ready_deadline, log()
+        time.sleep(0.05)
+
+
+def test_at_start_up_every_model_is_unavailable_until_the_models_serve(tmp_path: Path) -> None:
     write_stalling_model(tmp_path / "slow")
     port = free_port()
     server = ServerProcess(tmp_path / "slow", model_name="slow", port=port, wait=False)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            refused = _first_refusal(stub, time.monotonic() + 120, lambda: server.log)
+            assert refused.code() == grpc.StatusCode.UNAVAILABLE
+            assert refused.details() == "the server is starting: its models are still loading; retry shortly"
+            missing = predict_pb2.PredictRequest()
+            missing.model_spec.name = "intentionally_missing_model"  # TF Serving's harness waits on this one
+            with pytest.raises(grpc.RpcError) as unknown:
+                stub.Predict(missing, timeout=10)
+            assert unknown.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "Servable" not in unknown.value.details()
             health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 120
-            while True:  # until the port is bound (the process imports TensorFlow first)
-                try:
-                    _predict(stub, 0.0)
-                    pytest.fail("the model answered before its warm-up finished")
-                except grpc.RpcError as error:
-                    if error.code() != grpc.StatusCode.UNAVAILABLE:  # UNAVAILABLE: nothing listening yet
-                        refused = error
-                        break
-                assert time.monotonic() < deadline, server.log
-                time.sleep(0.05)
-            assert refused.code() == grpc.StatusCode.NOT_FOUND, refused.details()
-            assert refused.details() == "Servable not found for request: Latest(slow)"
             assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == \
                 health_pb2.HealthCheckResponse.NOT_SERVING
             status, body = rest_call(server.metrics_port, "POST", "/v1/models/slow:predict", {"instances": [0.0]})
-            assert (status, body) == (404, {"error": "Servable not found for request: Latest(slow)"})
+            assert status == 503 and "starting" in body["error"]
+            status, body = rest_call(server.metrics_port, "GET", "/v1/models/slow")
+            assert status == 200 and body["model_version_status"][0]["state"] == "LOADING", body
 
             server.wait_ready(120)
             assert list(_predict(stub, 0.0).outputs["y"].float_val) == [0.0]
+            with pytest.raises(grpc.RpcError) as unknown:
+                stub.Predict(missing, timeout=10)
+            assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+            assert unknown.value.details() == "Servable not found for request: Latest(intentionally_missing_model)"
     finally:
         server.stop()
+
+
+def test_a_model_added_later_is_not_found_until_it_serves(tmp_path: Path) -> None:
+    write_stalling_model(tmp_path / "fast", stall_seconds=0.0)
+    write_stalling_model(tmp_path / "slow")
+    config = tmp_path / "models.config"
+    write_model_config(config, {"fast": tmp_path / "fast"})
+    with ServerProcess(tmp_path / "fast", f"--model_config_file={config}",
+                       "--model_config_file_poll_wait_seconds=0.2", model_name="ignored") as server, \
+            server.channel() as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        write_model_config(config, {"fast": tmp_path / "fast", "slow": tmp_path / "slow"})
+        deadline = time.monotonic() + 60
+        while "loading model slow version 1" not in server.log:
+            assert time.monotonic() < deadline, server.log
+            time.sleep(0.05)
+        with pytest.raises(grpc.RpcError) as refused:
+            _predict(stub, 0.0)
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        assert refused.value.details() == "Servable not found for request: Latest(slow)"
+        status, body = rest_call(server.metrics_port, "POST", "/v1/models/slow:predict", {"instances": [0.0]})
+        assert (status, body) == (404, {"error": "Servable not found for request: Latest(slow)"})
+        while True:
+            try:
+                assert list(_predict(stub, 0.0).outputs["y"].float_val) == [0.0]
+                break
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.NOT_FOUND and time.monotonic() < deadline, error.details()
+                time.sleep(0.2)
 
 
 def test_a_stop_while_models_load_exits_at_once(tmp_path: Path) -> None:
