@@ -28,8 +28,9 @@ $(MODEL_BASE_PATH)/$(MODEL_VERSION)/saved_model.pb: | $(STAMP)
 
 export: $(MODEL_BASE_PATH)/$(MODEL_VERSION)/saved_model.pb
 
+# tensorflow_model_server: the package's command, TF Serving's name and flags (`python -m service` is the same).
 serve: install export
-	$(PY) -m service --port=$(PORT) --rest_api_port=$(REST_API_PORT) --model_name=inception \
+	$(VENV)/bin/tensorflow_model_server --port=$(PORT) --rest_api_port=$(REST_API_PORT) --model_name=inception \
 		--model_base_path=$(MODEL_BASE_PATH) $(SERVE_FLAGS)
 
 test: install

@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
 
 from service.settings import (  # noqa: E402
     TF_SERVING_FLAGS_REFUSED,
+    PrintVersionAction,
     TF_SERVING_FLAGS_WITHOUT_EFFECT,
     build_argument_parser,
     describe_default,
@@ -119,6 +120,8 @@ def render(parser: argparse.ArgumentParser | None = None) -> str:
             if action.dest in TF_SERVING_FLAGS_REFUSED:  # TF Serving's default, as the flag's text: "false", ""
                 tf_default = TF_SERVING_FLAGS_REFUSED[action.dest][0]
                 default = _default_cell({"false": False, "true": True}.get(tf_default, tf_default))
+            elif isinstance(action, PrintVersionAction):  # prints and exits: nothing to default
+                default = _default_cell(False)
             elif action.dest in defaults:
                 default = _default_cell(defaults[action.dest])
             else:

@@ -1,15 +1,20 @@
 """All server settings in one typed object, built from `tensorflow_model_server`-style flags and environment.
 
 Precedence, lowest to highest: defaults, the batching parameters file, environment (`BATCHSERVE_<FLAG_NAME>`
-upper-case, plus TF Serving's Docker variables `MODEL_NAME` / `MODEL_BASE_PATH`), explicit flags. A variable
-is a flag given another way, so it overrides the file as the flag would.
+upper-case), explicit flags. A variable is a flag given another way, so it overrides the file as the flag would.
+Defaults are `tensorflow_model_server`'s wherever a user who swaps binaries and keeps their flags would want
+them; docs/operations.md lists each one that differs, with its reason. TF Serving's image variables
+`MODEL_NAME` and `MODEL_BASE_PATH` are read by the image's entrypoint (docker/tf_serving_entrypoint.sh), as in
+TF Serving, never here: the binary reads no other environment.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -22,6 +27,8 @@ from .model_config import ModelSource, parse_model_config_file
 from .monitoring_config import parse_monitoring_config_file
 
 ENV_PREFIX = "BATCHSERVE_"
+# TF Serving's gRPC message limit (it calls grpc::ServerBuilder::SetMaxMessageSize(INT32_MAX)).
+TF_SERVING_MAX_MESSAGE_BYTES = 2**31 - 1
 
 # Flags whose values override the batching parameters file when given explicitly.
 _BATCHING_FLAGS = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
@@ -38,7 +45,7 @@ TF_SERVING_FLAGS_WITHOUT_EFFECT = (
     "xla_cpu_compilation_enabled", "enable_profiler", "skip_initialize_tpu", "mixed_precision",
     "tensorflow_session_config_file", "thread_pool_factory_config_file",
     "allow_version_labels_for_unavailable_models", "enable_grpc_healthcheck_service",
-    "use_tflite_model", "gpu_id",
+    "use_tflite_model", "gpu_id", "xla_gpu_compilation_enabled",
 )
 # tensorflow_model_server flags that would change what is served, or how safely, if honoured; ignoring
 # them silently would mislead, so setting one (to anything but its default) stops start-up with a reason.
@@ -57,9 +64,9 @@ class ServerSettings:
 
     port: int = 8500
     host: str = "0.0.0.0"
-    rest_api_port: int = 8501
+    rest_api_port: int = 0  # TF Serving's default: no HTTP port unless asked for
     model_name: str = "default"
-    model_base_path: Path = Path("/models/default")
+    model_base_path: Path | None = None  # required unless --model_config_file names the models
     models: tuple[ModelSource, ...] = ()  # from --model_config_file; empty: model_name/model_base_path
     model_config_file: Path | None = None
     file_system_poll_wait_seconds: float = 1.0  # <= 0: look for versions only at start-up
@@ -67,7 +74,7 @@ class ServerSettings:
     batching: BatchingParameters = field(default_factory=BatchingParameters)
     decode_threads: int = 0  # 0: one per CPU core
     max_images_per_request: int = 1024
-    grpc_max_message_bytes: int = 64 * 1024 * 1024
+    grpc_max_message_bytes: int = TF_SERVING_MAX_MESSAGE_BYTES
     rest_api_max_body_bytes: int = 0  # largest REST request body (413 beyond it); 0: --grpc_max_message_bytes
     rest_api_idle_timeout_seconds: float = 60.0  # an idle keep-alive REST connection is closed after this
     # 0: unlimited. Behind an L4 load balancer a finite age makes clients reconnect, and so spread over new pods.
@@ -113,7 +120,8 @@ class ServerSettings:
     model_config_file_poll_wait_seconds: float = 0.0  # re-read --model_config_file this often; 0: never
     prometheus_path: str = ""  # --monitoring_config_file's prometheus_config.path, served beside /metrics
     flags_without_effect: tuple[str, ...] = ()  # TF Serving flags given that do nothing here (warned at start)
-    shutdown_grace_seconds: float = 10.0
+    # Fits docker stop's 10 s (and Kubernetes' 30 s) with time left to release the models.
+    shutdown_grace_seconds: float = 5.0
     shutdown_delay_seconds: float = 0.0  # NOT_SERVING but still accepting, so load balancers can react
     log_level: str = "INFO"
     log_format: str = "json"  # or "text"
@@ -144,8 +152,13 @@ class ServerSettings:
 
     @property
     def model_sources(self) -> tuple[ModelSource, ...]:
-        """The models to serve: the config file's, or the one named by --model_name/--model_base_path."""
-        return self.models or (ModelSource(self.model_name, self.model_base_path),)
+        """The models to serve: the config file's (then --model_name and --model_base_path are ignored, as in
+        TF Serving), or the one named by --model_name/--model_base_path. Raises ValueError when neither is given."""
+        if self.models:
+            return self.models
+        if self.model_base_path is None:
+            raise ValueError("no model to serve: give --model_base_path (with --model_name) or --model_config_file")
+        return (ModelSource(self.model_name, self.model_base_path),)
 
     @property
     def effective_decode_threads(self) -> int:
@@ -270,6 +283,43 @@ class _HelpWithDefaults(argparse.HelpFormatter):
         return f"{action.help} (default: {describe_default(defaults[action.dest])})".replace("%", "%%")
 
 
+def program_name() -> str:
+    """The name the server was started by, for usage and error messages: `tensorflow_model_server`,
+    `batchserve`, or `python -m service`."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if not invoked or invoked in ("-c", "-m") or invoked.endswith(".py"):
+        return "python -m service"
+    return invoked
+
+
+def version_text() -> str:
+    """`--version`, in the shape of tensorflow_model_server's: the server's version, then TensorFlow's."""
+    def installed(*distributions: str) -> str:
+        for distribution in distributions:
+            try:
+                return importlib.metadata.version(distribution)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return "unknown"
+
+    return (
+        f"TensorFlow ModelServer: batchserve {installed('batchserve')}\n"
+        f"TensorFlow Library: {installed('tensorflow', 'tensorflow-cpu', 'tensorflow-gpu')}"
+    )
+
+
+class PrintVersionAction(argparse.Action):
+    """`--version`: prints version_text() as it is (argparse's own version action would re-wrap its lines)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_argument_parser() -> argparse.ArgumentParser:
     """Flags named as `tensorflow_model_server`'s, so existing command lines and manifests carry over.
 
@@ -278,12 +328,12 @@ def build_argument_parser() -> argparse.ArgumentParser:
     from .batch_size_tuning import LADDER, TIE
 
     parser = argparse.ArgumentParser(
-        prog="python -m service",
+        prog=program_name(),
         description=(
-            "Async dynamic-batching model server speaking TensorFlow Serving's gRPC and REST APIs and KServe v2. "
+            "A drop-in replacement for TF Serving's tensorflow_model_server: its gRPC and REST APIs, its flags, and "
+            "KServe v2, with dynamic batching. "
             f"Every flag can also be set through the environment as {ENV_PREFIX}<FLAG_NAME> "
-            f"(e.g. {ENV_PREFIX}MAX_BATCH_SIZE=16); MODEL_NAME and MODEL_BASE_PATH are read as in TF Serving's "
-            "Docker image."
+            f"(e.g. {ENV_PREFIX}MAX_BATCH_SIZE=16)."
         ),
         formatter_class=_HelpWithDefaults,
     )
@@ -299,7 +349,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
     ports.add_argument(
         "--rest_api_port", type=_non_negative_int,
         help="HTTP port: TF Serving's REST API, and the Prometheus metrics at '/metrics' and "
-        "'/monitoring/prometheus/metrics'; it takes the gRPC port's TLS settings (0: no HTTP port)",
+        "'/monitoring/prometheus/metrics'; it takes the gRPC port's TLS settings (0: no HTTP port, so no REST API "
+        "and no metrics, as in TF Serving; the images and manifests use 8501)",
     )
     ports.add_argument("--grpc_socket_path", metavar="PATH", help="also serve gRPC on this Unix domain socket")
 
@@ -308,12 +359,13 @@ def build_argument_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--model_base_path", metavar="DIR",
         help="directory of numeric version subdirectories ('1/', '2/', ...); the highest is served, and a new "
-        "one is picked up while serving",
+        "one is picked up while serving; required unless --model_config_file is given",
     )
     models.add_argument(
         "--model_config_file", metavar="FILE",
         help="TF Serving's ModelServerConfig text proto ('model_config_list { config { name: ... base_path: ... } }') "
-        "naming several models, with version policies and labels; replaces --model_name and --model_base_path",
+        "naming several models, with version policies and labels; --model_name and --model_base_path are then "
+        "ignored",
     )
     models.add_argument(
         "--model_config_file_poll_wait_seconds", type=_non_negative_float, metavar="SECONDS",
@@ -426,7 +478,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--grpc_max_message_bytes", type=_positive_int, metavar="BYTES",
-        help="largest gRPC message received or sent; a larger request gets RESOURCE_EXHAUSTED from gRPC itself",
+        help="largest gRPC message received or sent (by default TF Serving's limit, 2 GiB less one byte); a larger "
+        "request gets RESOURCE_EXHAUSTED from gRPC itself",
     )
     limits.add_argument(
         "--rest_api_max_body_bytes", type=_non_negative_int, metavar="BYTES",
@@ -569,6 +622,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "tensorflow_model_server compatibility",
         "Accepted so existing command lines start; an unknown flag is an error.",
     )
+    compatibility.add_argument(
+        "--version", action=PrintVersionAction, help="print the server's and TensorFlow's versions, then exit",
+    )
     for name in TF_SERVING_FLAGS_WITHOUT_EFFECT:
         compatibility.add_argument(
             f"--{name}", nargs="?", const="true", metavar="VALUE", help="no effect here (one warning at start-up)"
@@ -582,23 +638,18 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 
 def _environment_values(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> dict[str, object]:
-    """Flag values from the environment, parsed with the same types as the flags themselves."""
+    """Flag values from the environment (BATCHSERVE_<FLAG>), parsed with the same types as the flags themselves."""
     values: dict[str, object] = {}
-    docker_aliases = {"model_name": "MODEL_NAME", "model_base_path": "MODEL_BASE_PATH"}
     for action in parser._actions:  # argparse exposes no public iterator over actions
-        if not action.option_strings or action.dest == "help":
+        if not action.option_strings or action.dest in ("help", "version"):
             continue
-        names = [ENV_PREFIX + action.dest.upper()]
-        if action.dest in docker_aliases:
-            names.append(docker_aliases[action.dest])
-        for name in names:
-            if name in environ:
-                raw = environ[name]
-                try:
-                    values[action.dest] = action.type(raw) if action.type else raw
-                except (argparse.ArgumentTypeError, ValueError) as error:
-                    parser.error(f"environment variable {name}: {error}")
-                break
+        name = ENV_PREFIX + action.dest.upper()
+        if name in environ:
+            raw = environ[name]
+            try:
+                values[action.dest] = action.type(raw) if action.type else raw
+            except (argparse.ArgumentTypeError, ValueError) as error:
+                parser.error(f"environment variable {name}: {error}")
     return values
 
 

@@ -1,7 +1,7 @@
 """Images and Kubernetes manifests, checked without Docker or a cluster.
 
-Dockerfiles: hadolint, COPY sources present in the build context, ENTRYPOINT + CMD accepted by the server's own
-argument parser. Manifests: `kubectl kustomize` renders every overlay, each object validates against the
+Dockerfiles: hadolint, COPY sources present in the build context, TF Serving's image contract (its variables,
+its entrypoint script, /usr/bin/tensorflow_model_server; the script itself is run in test_image_entrypoint.py). Manifests: `kubectl kustomize` renders every overlay, each object validates against the
 Kubernetes schemas (CRDs structurally), and the names that must agree with the server do.
 """
 
@@ -75,7 +75,8 @@ def dockerfile_stages(path: Path) -> dict[str, dict[str, Any]]:
             for pair in shlex.split(value):
                 key, _, raw = pair.partition("=")
                 current["env"][key] = re.sub(
-                    r"\$\{?(\w+)\}?", lambda m: current["args"].get(m.group(1), current["env"].get(m.group(1), "")),
+                    # Docker's rule: an ENV (set here or inherited) wins over an ARG of the same name.
+                    r"\$\{?(\w+)\}?", lambda m: current["env"].get(m.group(1), current["args"].get(m.group(1), "")),
                     raw,
                 )
         elif kind == "USER":
@@ -123,15 +124,24 @@ def test_dockerfile_copies_sources_that_exist_in_the_build_context(dockerfile):
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
-def test_image_command_is_accepted_by_the_server_and_serves_the_baked_model(dockerfile):
+def test_image_runs_as_tf_servings_image_and_serves_the_baked_model(dockerfile):
     stages = dockerfile_stages(REPO_ROOT / dockerfile)
     final = list(stages.values())[-1]
     instructions = dict(final["instructions"])  # the last of each kind wins, as in Docker
-    entrypoint, cmd = json.loads(instructions["ENTRYPOINT"]), json.loads(instructions["CMD"])  # exec form only
-    assert entrypoint[:3] == ["python", "-m", "service"]
-    settings = load_settings(entrypoint[3:] + cmd, environ=final["env"])
-    assert (settings.port, settings.rest_api_port, settings.enable_batching) == (8500, 8501, True)
-    assert settings.model_name == "inception" and str(settings.model_base_path) == "/models/inception"
+    # TF Serving's image: an entrypoint script that serves ${MODEL_BASE_PATH}/${MODEL_NAME}, no CMD, so that
+    # arguments after the image name are added to its flags.
+    assert json.loads(instructions["ENTRYPOINT"]) == ["/usr/bin/tf_serving_entrypoint.sh"]  # exec form
+    assert "CMD" not in instructions
+    assert ("COPY", "--from=builder /src/docker/tf_serving_entrypoint.sh /usr/bin/tf_serving_entrypoint.sh") in (
+        final["instructions"])
+    assert any(kind == "COPY" and "docker/tf_serving_entrypoint.sh" in value.split()
+               for kind, value in stages["builder"]["instructions"])
+    assert (final["env"]["MODEL_BASE_PATH"], final["env"]["MODEL_NAME"]) == ("/models", "inception")
+    # The model-less image leaves MODEL_NAME to the entrypoint's default, "model" as in TF Serving's image: an
+    # ENV there would be inherited by the serving stage and win over its MODEL_NAME build argument.
+    assert stages["server"]["env"]["MODEL_BASE_PATH"] == "/models" and "MODEL_NAME" not in stages["server"]["env"]
+    assert "/opt/venv/bin" in final["env"]["PATH"].split(":")
+    assert "EXPOSE" in instructions and instructions["EXPOSE"].split() == ["8500", "8501"]
     # The model stage exports to the path the server reads; the final stage copies it there.
     export = next(v for k, v in stages["model"]["instructions"] if k == "RUN" and "-m model_export" in v)
     assert '--output "/models/${MODEL_NAME}"' in export and stages["model"]["args"]["MODEL_NAME"] == "inception"
@@ -140,8 +150,6 @@ def test_image_command_is_accepted_by_the_server_and_serves_the_baked_model(dock
     user = final["user"].split(":")[0]
     assert user.isdigit() and int(user) != 0
     assert all(kind != "HEALTHCHECK" for stage in stages.values() for kind, _ in stage["instructions"])
-    # The mount-only target serves a volume at the same path.
-    assert stages["server"]["env"]["MODEL_BASE_PATH"] == "/models/inception"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
@@ -179,7 +187,8 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
 def container_settings(objects: list[dict[str, Any]]) -> ServerSettings:
     """The server's settings in a pod, with the batching file read from the rendered ConfigMap."""
     container = server_container(objects)
-    args = list(container.get("command", [])[3:]) + list(container["args"])
+    assert container["command"] == ["/usr/bin/tensorflow_model_server"]  # TF Serving's command, in the image
+    args = list(container["args"])
     environ = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
     batching_file = next(a.split("=", 1)[1] for a in args if a.startswith("--batching_parameters_file="))
     mount = next(m for m in container["volumeMounts"] if batching_file.startswith(m["mountPath"] + "/"))

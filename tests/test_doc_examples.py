@@ -208,7 +208,8 @@ def check_sh(block: Block, server: _Server, workdir: Path) -> None:
     """Each command in order, in one scratch directory (so a command can write a file a later one posts).
 
     curl                          run against the test server (ports rewritten, --fail-with-body -sS), exit 0
-    python -m service ARGS        parsed by the server's own settings builder (service.settings.load_settings)
+    tensorflow_model_server ARGS  parsed by the server's own settings builder (service.settings.load_settings);
+                                  also `batchserve ARGS` and `python -m service ARGS`, the same program
     python -m model_export ARGS   parsed by model_export's argument parser
     python -m benchmarks SUB ARGS parsed by benchmarks' argument parser
     python FILE.py ARGS           a script in the repository: run against the test server, exit 0
@@ -219,8 +220,11 @@ def check_sh(block: Block, server: _Server, workdir: Path) -> None:
     kubectl get|describe|logs|port-forward|scale|rollout|top|wait|exec|create|label|annotate|autoscale ...
                                   accepted when it names a resource (needs a cluster)
     docker build                  its -f file and context exist; --target names a stage, --build-arg an ARG
-    docker run                    well-formed; for this server's image the arguments after it parse as server flags
-    docker push IMAGE / docker tag SRC DST
+    docker run                    well-formed; for this server's image, the command line the image's entrypoint
+                                  (docker/tf_serving_entrypoint.sh, run with a fake server) makes of the image's
+                                  environment, -e and the arguments parses as server flags; with
+                                  --entrypoint /usr/bin/tensorflow_model_server the arguments themselves do
+    docker push IMAGE / docker tag SRC DST / docker stop [--time N] CONTAINER
                                   accepted when well-formed
     grpcurl                       the service / method it names exists, asked through the test server's
                                   reflection service (grpcurl itself is not needed); -d must fit the request type
@@ -267,6 +271,8 @@ def _check_command(command: ShellCommand, env: dict[str, str], server: _Server, 
         return _run_curl(command, env, server, workdir)
     if program in ("echo", "printf"):
         return _write_file(command, words, env, workdir)
+    if program in _SERVER_COMMANDS:
+        return check_service_args(words[1:], local_env, workdir)
     if _PYTHON.match(program) and len(words) >= 3 and words[1] == "-m":
         module, args = words[2], words[3:]
         if module == "service":
@@ -297,6 +303,8 @@ def _check_command(command: ShellCommand, env: dict[str, str], server: _Server, 
         if words[1] == "push" and len(words) == 3 and not words[2].startswith("-"):
             return
         if words[1] == "tag" and len(words) == 4 and not any(word.startswith("-") for word in words[2:]):
+            return
+        if words[1] == "stop" and _is_docker_stop(words[2:]):
             return
     if program == "grpcurl":
         return _check_grpcurl(words[1:], server)
@@ -331,7 +339,9 @@ def _write_file(command: ShellCommand, words: list[str], env: dict[str, str], wo
         raise _Refused(f"{words[0]} failed: {problem}")
 
 
-# python -m service -----------------------------------------------------------------------------------------
+# tensorflow_model_server / python -m service ----------------------------------------------------------------
+
+_SERVER_COMMANDS = ("tensorflow_model_server", "batchserve")
 
 _SETTINGS_FILE_FLAGS = ("batching_parameters_file", "monitoring_config_file", "model_config_file")
 
@@ -513,13 +523,38 @@ _DOCKER_RUN_VALUE_OPTIONS = {
 }
 _DOCKER_RUN_FLAGS = {"--rm", "--detach", "--interactive", "--tty", "--init", "--read-only", "--privileged", "-P",
                      "--publish-all"}
-# What our image sets (Dockerfile.cpu / Dockerfile.gpu: ENV and CMD of the server stage).
-_IMAGE_ENV = {"MODEL_NAME": "inception", "MODEL_BASE_PATH": "/models/inception"}
-_IMAGE_CMD = ["--port=8500", "--rest_api_port=8501", "--enable_batching=true"]
+
+
+def _image_environment(image: str) -> dict[str, str]:
+    """What our image's Dockerfile sets: the GPU Dockerfile for a tag naming gpu, the model-less `server` stage
+    for one naming nomodel, else the `serving` stage (Inception inside)."""
+    from test_image_entrypoint import image_environment
+
+    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+    dockerfile = "Dockerfile.gpu" if "gpu" in tag else "Dockerfile.cpu"
+    return image_environment(dockerfile, "server" if "nomodel" in tag else "serving")
+
+
+def _is_docker_stop(args: list[str]) -> bool:
+    """`docker stop [--time N | -t N | --time=N] CONTAINER...`"""
+    names: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] in ("--time", "-t", "--timeout") and i + 1 < len(args) and args[i + 1].isdigit():
+            i += 2
+            continue
+        if re.fullmatch(r"--(?:time|timeout)=\d+", args[i]):
+            i += 1
+            continue
+        if args[i].startswith("-"):
+            return False
+        names.append(args[i])
+        i += 1
+    return bool(names)
 
 
 def _check_docker_run(args: list[str], env: dict[str, str], workdir: Path) -> None:
-    container_env = dict(_IMAGE_ENV)
+    container_env: dict[str, str] = {}
     entrypoint = None
     i = 0
     while i < len(args) and args[i].startswith("-"):
@@ -556,8 +591,16 @@ def _check_docker_run(args: list[str], env: dict[str, str], workdir: Path) -> No
         return  # TF Serving's image: its own flags, not checked here
     if not re.search(r"(^|/)batchserve$", repository):
         raise _Refused(f"docker run of an image the tests do not know: {image}")
+    container_env = {**_image_environment(image), **container_env}
     if entrypoint is None:
-        check_service_args(command or _IMAGE_CMD, container_env, workdir)
+        from test_image_entrypoint import entrypoint_argv
+
+        if command and not command[0].startswith("-"):
+            raise _Refused(f"docker run of a command in the image is not checked: {' '.join(command)}")
+        return check_service_args(entrypoint_argv(command, container_env, workdir), container_env, workdir)
+    if os.path.basename(entrypoint) in _SERVER_COMMANDS:
+        return check_service_args(command, container_env, workdir)
+    raise _Refused(f"docker run --entrypoint {entrypoint}: not a program the tests know")
 
 
 # grpcurl -------------------------------------------------------------------------------------------------
@@ -672,6 +715,11 @@ _REFUSED_SH = {
     "missing manifest": "kubectl apply -f manifests/no-such.yaml",
     "missing Dockerfile": "docker build -f Dockerfile.none -t batchserve:x .",
     "bad server flag in docker run": "docker run --rm -p 8500:8500 batchserve:cpu --no_such_flag",
+    "bad server flag after --entrypoint": (
+        "docker run --rm --entrypoint /usr/bin/tensorflow_model_server batchserve:cpu --no_such_flag"
+    ),
+    "bad server flag of the command": "tensorflow_model_server --model_base_path=/m --max_batch_size=lots",
+    "docker stop without a container": "docker stop --time 35",
     "HTTP error": "curl -s localhost:8501/v1/models/no_such_model",
     "pipeline": "curl -s localhost:8501/v1/models/inception | python -m json.tool",
     "echo to the terminal": "echo hello",
@@ -702,7 +750,12 @@ curl -s -X POST localhost:8501/v1/models/$MODEL:predict \
         "tensorflow.serving.ModelService/GetModelStatus\n"
     ),
     "docker": "docker build -f Dockerfile.cpu --build-arg WEIGHTS=seeded -t batchserve:cpu .\n"
-    "docker run --rm -p 8500:8500 -e MODEL_NAME=inception batchserve:cpu --enable_batching=true\n",
+    "docker run --rm -p 8500:8500 -e MODEL_NAME=inception batchserve:cpu --enable_batching=true\n"
+    "docker run --rm -p 8080:8080 --entrypoint /usr/bin/tensorflow_model_server batchserve:cpu-nomodel "
+    "--model_name=x --port=9000 --rest_api_port=8080 --model_base_path=/mnt/models\n"
+    "docker stop --time 35 batchserve\n",
+    "the server's commands": "tensorflow_model_server --model_name=inception --model_base_path=/models/inception\n"
+    "batchserve --port=9000 --model_config_file=models.config\n",
     "kubectl": "kubectl kustomize manifests/overlays/cpu\nkubectl -n batchserve get pods\n",
 }
 

@@ -8,14 +8,79 @@ import pytest
 
 from batching import BatchingParameters
 from service.batching_config import parse_batching_parameters
-from service.settings import load_settings
+from service.settings import TF_SERVING_MAX_MESSAGE_BYTES, build_argument_parser, load_settings
 
 
 def test_defaults_match_tensorflow_model_server():
+    """tensorflow_model_server's defaults (model_servers/main.cc and server.h), where a user swapping binaries
+    would want them kept."""
     settings = load_settings([], environ={})
-    assert settings.port == 8500 and settings.rest_api_port == 8501
+    assert settings.port == 8500 and settings.rest_api_port == 0  # TF Serving opens no REST port unless asked
+    assert settings.model_name == "default" and settings.model_base_path is None
     assert settings.enable_batching is False
     assert settings.effective_batching.max_batch_size == 1
+    assert settings.rest_api_timeout_in_ms == 30_000 and settings.file_system_poll_wait_seconds == 1
+    assert settings.grpc_max_message_bytes == TF_SERVING_MAX_MESSAGE_BYTES == 2**31 - 1
+    assert settings.model_config_file_poll_wait_seconds == 0 and settings.enable_model_warmup is True
+    assert settings.saved_model_tags == ("serve",) and settings.enable_signature_method_name_check is False
+    assert settings.enable_serialization_as_tensor_content is False
+    assert (settings.intra_op_threads, settings.inter_op_threads) == (0, 0)
+
+
+def test_without_a_model_the_server_refuses_to_start_naming_the_flags():
+    with pytest.raises(ValueError, match="--model_base_path"):
+        load_settings([], environ={}).model_sources
+
+
+def test_a_model_config_file_replaces_model_name_and_base_path_without_an_error(tmp_path: Path):
+    """TF Serving ignores --model_name and --model_base_path when --model_config_file is given; so do we, which
+    lets flags after the image name add a config file to the image's defaults."""
+    config = tmp_path / "models.config"
+    config.write_text(
+        'model_config_list { config { name: "a" base_path: "/models/a" model_platform: "tensorflow" } }'
+    )
+    settings = load_settings(
+        ["--model_name=half_plus_two", "--model_base_path=/models/half_plus_two", f"--model_config_file={config}"],
+        environ={},
+    )
+    assert [(source.name, str(source.base_path)) for source in settings.model_sources] == [("a", "/models/a")]
+
+
+def test_a_later_flag_wins_over_an_earlier_one(tmp_path: Path):
+    """The image's entrypoint puts its defaults first and the user's flags after them."""
+    settings = load_settings(
+        ["--port=8500", "--rest_api_port=8501", "--model_name=model", f"--model_base_path={tmp_path / 'a'}",
+         "--enable_batching=true", "--rest_api_port=8080", "--model_name=x", f"--model_base_path={tmp_path / 'b'}"],
+        environ={},
+    )
+    assert (settings.rest_api_port, settings.model_name, settings.model_base_path) == (8080, "x", tmp_path / "b")
+    assert settings.enable_batching is True
+
+
+def test_tf_serving_image_variables_are_not_read_by_the_server(tmp_path: Path):
+    """MODEL_NAME and MODEL_BASE_PATH belong to the image's entrypoint (MODEL_BASE_PATH is the parent
+    directory there); tensorflow_model_server itself reads no environment."""
+    settings = load_settings([], environ={"MODEL_NAME": "resnet", "MODEL_BASE_PATH": "/models"})
+    assert settings.model_name == "default" and settings.model_base_path is None
+    ours = load_settings([], environ={"BATCHSERVE_MODEL_NAME": "resnet", "BATCHSERVE_MODEL_BASE_PATH": str(tmp_path)})
+    assert ours.model_name == "resnet" and ours.model_base_path == tmp_path.resolve()
+
+
+def test_usage_names_the_command_it_was_started_by(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["/opt/venv/bin/tensorflow_model_server"])
+    assert build_argument_parser().prog == "tensorflow_model_server"
+    monkeypatch.setattr("sys.argv", ["/usr/bin/batchserve", "--port=1"])
+    assert build_argument_parser().prog == "batchserve"
+    monkeypatch.setattr("sys.argv", ["/work/service/__main__.py"])
+    assert build_argument_parser().prog == "python -m service"
+
+
+def test_version_prints_the_server_and_tensorflow_versions(capsys):
+    with pytest.raises(SystemExit) as exited:
+        load_settings(["--version"], environ={})
+    assert exited.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("TensorFlow ModelServer: batchserve ") and lines[1].startswith("TensorFlow Library: ")
 
 
 def test_tf_serving_flag_spellings(tmp_path: Path):
@@ -51,7 +116,7 @@ def test_batching_parameters_file_in_tf_serving_text_format(tmp_path: Path):
 
 
 def test_environment_sets_flags_and_flags_win():
-    environ = {"BATCHSERVE_MAX_BATCH_SIZE": "8", "MODEL_NAME": "resnet", "BATCHSERVE_ENABLE_BATCHING": "true"}
+    environ = {"BATCHSERVE_MAX_BATCH_SIZE": "8", "BATCHSERVE_MODEL_NAME": "resnet", "BATCHSERVE_ENABLE_BATCHING": "true"}
     settings = load_settings([], environ=environ)
     assert settings.batching.max_batch_size == 8 and settings.model_name == "resnet" and settings.enable_batching
     assert load_settings(["--model_name=other"], environ=environ).model_name == "other"
@@ -107,7 +172,7 @@ def test_a_tf_serving_command_line_with_its_everyday_flags_is_accepted(tmp_path:
          "--grpc_socket_path=/tmp/tfs.sock", "--enable_model_warmup=false", "--tensorflow_session_parallelism=2",
          "--tensorflow_intra_op_parallelism=4", "--per_process_gpu_memory_fraction=0.5",
          "--flush_filesystem_caches=true", "--model_config_file_poll_wait_seconds=0", "--saved_model_tags=serve",
-         "--xla_cpu_compilation_enabled"],
+         "--xla_cpu_compilation_enabled", "--xla_gpu_compilation_enabled=false"],
         environ={},
     )
     assert settings.rest_api_timeout_in_ms == 5000 and settings.grpc_socket_path == "/tmp/tfs.sock"
@@ -116,7 +181,7 @@ def test_a_tf_serving_command_line_with_its_everyday_flags_is_accepted(tmp_path:
     assert (settings.intra_op_threads, settings.inter_op_threads) == (4, 2)  # the explicit flag wins
     assert settings.flags_without_effect == (
         "rest_api_num_threads", "per_process_gpu_memory_fraction", "flush_filesystem_caches",
-        "xla_cpu_compilation_enabled",
+        "xla_cpu_compilation_enabled", "xla_gpu_compilation_enabled",
     )
 
 
