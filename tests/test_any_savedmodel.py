@@ -268,15 +268,21 @@ def test_regress_and_classify_half_plus_two(stub, with_context):
     assert response.result.classifications[0].classes[0].label == ""
 
 
-def test_multi_inference_runs_each_task(stub):
+def _multi_inference_request(model: str, tasks, values) -> inference_pb2.MultiInferenceRequest:
+    """One task per (signature, method), all on examples with the float feature "x"."""
     request = inference_pb2.MultiInferenceRequest()
-    for signature, method in (("regress_x_to_y", "tensorflow/serving/regress"),
-                              ("classify_x_to_y", "tensorflow/serving/classify")):
+    for signature, method in tasks:
         task = request.tasks.add()
-        task.model_spec.name = "half_plus_two"
+        task.model_spec.name = model
         task.model_spec.signature_name = signature
         task.method_name = method
-    _x_examples([2.0], request.input)
+    _x_examples(values, request.input)
+    return request
+
+
+def test_multi_inference_runs_each_task(stub):
+    request = _multi_inference_request("half_plus_two", [("regress_x_to_y", "tensorflow/serving/regress"),
+                                                         ("classify_x_to_y", "tensorflow/serving/classify")], [2.0])
     response = stub.MultiInference(request, timeout=30)
     assert response.results[0].regression_result.regressions[0].value == 3.0
     assert response.results[1].classification_result.classifications[0].classes[0].score == 3.0
@@ -396,11 +402,6 @@ def test_saved_model_tags_pick_the_metagraph(tmp_path):
 # -- the model kinds TF Serving users bring: TF1 graphs as TF 1.0 wrote them, TF2 modules, Keras ----------------
 
 
-def _examples(values, request_input):
-    for value in values:
-        request_input.example_list.examples.add().features.feature["x"].float_list.value.append(value)
-
-
 def test_a_tf1_graph_tf_serving_loads_is_served_though_tf_saved_model_load_refuses_it(stub, corpus, server):
     import tensorflow as tf
 
@@ -409,7 +410,7 @@ def test_a_tf1_graph_tf_serving_loads_is_served_though_tf_saved_model_load_refus
     request = regression_pb2.RegressionRequest()
     request.model_spec.name = "half_plus_three"
     request.model_spec.signature_name = "regress_x_to_y"
-    _examples([1.0, 4.0], request.input)
+    _x_examples([1.0, 4.0], request.input)
     regressions = [r.value for r in stub.Regress(request, timeout=30).result.regressions]
     expected = run_in_process(corpus["half_plus_three"], "regress_x_to_y",
                               inputs=np.array([make_example(x=1.0), make_example(x=4.0)], dtype=object))
@@ -418,7 +419,7 @@ def test_a_tf1_graph_tf_serving_loads_is_served_though_tf_saved_model_load_refus
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = "half_plus_three"
     request.model_spec.signature_name = "classify_x_to_y"
-    _examples([2.0], request.input)
+    _x_examples([2.0], request.input)
     assert [c.score for c in stub.Classify(request, timeout=30).result.classifications[0].classes] == [4.0]
     assert rest(server, "half_plus_three", "regress", {"signature_name": "regress_x_to_y",
                                                        "examples": [{"x": 0.0}, {"x": 2.0}]}) == (200, {"results": [3.0, 4.0]})
@@ -444,7 +445,7 @@ def test_tf2_module_classify_regress_and_multi_inference_though_every_method_nam
 
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = "tf2_examples"
-    _examples(values, request.input)
+    _x_examples(values, request.input)
     response = stub.Classify(request, timeout=30)
     assert response.model_spec.signature_name == "serving_default"
     for row, classifications in enumerate(response.result.classifications):
@@ -455,18 +456,12 @@ def test_tf2_module_classify_regress_and_multi_inference_though_every_method_nam
     request = regression_pb2.RegressionRequest()
     request.model_spec.name = "tf2_examples"
     request.model_spec.signature_name = "regress"
-    _examples(values, request.input)
+    _x_examples(values, request.input)
     np.testing.assert_allclose([r.value for r in stub.Regress(request, timeout=30).result.regressions],
                                regressed["outputs"])
 
-    request = inference_pb2.MultiInferenceRequest()
-    for signature, method in (("serving_default", "tensorflow/serving/classify"),
-                              ("regress", "tensorflow/serving/regress")):
-        task = request.tasks.add()
-        task.model_spec.name = "tf2_examples"
-        task.model_spec.signature_name = signature
-        task.method_name = method
-    _examples(values, request.input)
+    request = _multi_inference_request("tf2_examples", [("serving_default", "tensorflow/serving/classify"),
+                                                        ("regress", "tensorflow/serving/regress")], values)
     results = stub.MultiInference(request, timeout=30).results
     np.testing.assert_allclose([c.score for c in results[0].classification_result.classifications[1].classes],
                                classified["scores"][1])
@@ -491,7 +486,7 @@ def test_the_method_name_is_checked_when_asked_to(corpus):
         checked_stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         request = classification_pb2.ClassificationRequest()
         request.model_spec.name = "tf2_examples"
-        _examples([1.0], request.input)
+        _x_examples([1.0], request.input)
         with pytest.raises(grpc.RpcError) as refused:
             checked_stub.Classify(request, timeout=30)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -500,7 +495,7 @@ def test_the_method_name_is_checked_when_asked_to(corpus):
         request = regression_pb2.RegressionRequest()
         request.model_spec.name = "half_plus_two"
         request.model_spec.signature_name = "classify_x_to_y"
-        _examples([1.0], request.input)
+        _x_examples([1.0], request.input)
         with pytest.raises(grpc.RpcError) as refused:
             checked_stub.Regress(request, timeout=30)
         assert "Expected regression signature method_name to be tensorflow/serving/regress" in refused.value.details()
