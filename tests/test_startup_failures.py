@@ -7,8 +7,8 @@ a saved_model.pb that is a link to /proc/self/mem (a regular file whose read fai
 chmod-based cases are skipped (they run for any other user, and for root without CAP_DAC_OVERRIDE and
 CAP_DAC_READ_SEARCH, e.g. under `setpriv --bounding-set=-dac_override,-dac_read_search`).
 
-An unwritable temporary directory needs a private mount namespace (`unshare`) to mount read-only file
-systems over /tmp and /var/tmp; where that is not allowed, its test is skipped (the check itself is also
+An unwritable temporary directory needs a private mount namespace (`unshare`) to remount /tmp and /var/tmp
+read-only; where that is not allowed, its test is skipped (the check itself is also
 tested in-process).
 """
 
@@ -80,13 +80,14 @@ def model_flags(base_path: Path, name: str = "m") -> tuple[str, ...]:
 
 
 def read_only_temp_dirs_prefix() -> list[str] | None:
-    """A command prefix that runs the rest with read-only file systems over /tmp, /var/tmp and /usr/tmp and
-    the working directory in one of them, or None where this machine allows no mount namespace."""
+    """A command prefix that runs the rest with /tmp, /var/tmp and /usr/tmp made read-only (bind-mounted onto
+    themselves, so what they hold, perhaps this checkout and its virtualenv, stays readable) and the working
+    directory in one of them, or None where this machine allows no mount namespace."""
     unshare = shutil.which("unshare")
     if unshare is None:
         return None
     mounts = ("for d in /tmp /var/tmp /usr/tmp; do [ -d $d ] || continue; "
-              "mount -t tmpfs -o ro tmpfs $d || exit 97; done; cd /tmp || exit 97; ")
+              "mount --bind $d $d && mount -o remount,bind,ro $d || exit 97; done; cd /tmp || exit 97; ")
     as_root = [] if os.geteuid() == 0 else ["--map-root-user"]
     prefix = [unshare, *as_root, "--mount", "sh", "-c"]
     probe = subprocess.run([*prefix, mounts + "! touch /tmp/probe 2>/dev/null"], capture_output=True)
