@@ -75,7 +75,9 @@ class ServerSettings:
     decode_threads: int = 0  # 0: one per CPU core
     max_images_per_request: int = 1024
     grpc_max_message_bytes: int = TF_SERVING_MAX_MESSAGE_BYTES
-    rest_api_max_body_bytes: int = 0  # largest REST request body (413 beyond it); 0: --grpc_max_message_bytes
+    # Largest REST request body (413 beyond it); 0: --grpc_max_message_bytes. Not TF Serving's "no limit": parsed
+    # JSON takes several times its size, and a few 2 GiB bodies at once would take the process down.
+    rest_api_max_body_bytes: int = 64 * 1024 * 1024
     rest_api_idle_timeout_seconds: float = 60.0  # an idle keep-alive REST connection is closed after this
     # 0: unlimited. Behind an L4 load balancer a finite age makes clients reconnect, and so spread over new pods.
     grpc_max_connection_age_ms: int = 0

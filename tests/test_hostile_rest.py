@@ -2,8 +2,9 @@
 an error naming the problem, and after each one the server is still healthy and answers good requests.
 
 One server serves an image model (`tiny`, the image contract), a TF1 graph (`half_plus_two`: x float32 [-1, 1])
-and a model of many dtypes (`multi_io`) from a model config file, with --grpc_max_message_bytes (which also
-bounds REST bodies) at 4 MB, so giant strings of a few MB fit and a larger body is refused with 413.
+and a model of many dtypes (`multi_io`) from a model config file, with --rest_api_max_body_bytes=0 (REST bodies
+bounded by --grpc_max_message_bytes) and that at 4 MB, so giant strings of a few MB fit and a larger body is
+refused with 413.
 
 Choices where TF Serving gives no answer to copy, or where this server deliberately differs:
 - The Content-Type header is ignored, as TF Serving ignores it: a JSON body is parsed whatever it says.
@@ -56,7 +57,7 @@ IMAGE_B64 = base64.b64encode(IMAGE).decode()
 @pytest.fixture(scope="module")
 def server(tiny_model_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("hostile_rest")
-    with three_model_server(root, tiny_model_base, f"--grpc_max_message_bytes={MAX_BODY}") as running:
+    with three_model_server(root, tiny_model_base, f"--grpc_max_message_bytes={MAX_BODY}", "--rest_api_max_body_bytes=0") as running:
         yield running
 
 
