@@ -7,6 +7,11 @@ from typing import Mapping, TypeVar
 Code = TypeVar("Code")
 
 
+def one_line(error: BaseException) -> str:
+    """An error's own words on one line (TensorFlow's run to many), for a log line or a status message."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 class ServingError(Exception):
     """Base: the message is written for the client and names the problem."""
 

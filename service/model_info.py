@@ -55,8 +55,7 @@ def response_spec(model_name: str, version: int, signature_name: str) -> model_p
 def export_metadata(served: ServedVersion) -> dict[str, Any]:
     """The version's assets/export_metadata.json as read at load ({} when it has none); REST answers it as is,
     under `metadata.export_metadata`."""
-    metadata = served.runtime.metadata if served.runtime is not None else None
-    return dict(metadata) if isinstance(metadata, dict) else {}
+    return dict(served.runtime.metadata) if served.runtime is not None else {}
 
 
 def model_metadata_response(served: ServedVersion) -> get_model_metadata_pb2.GetModelMetadataResponse:

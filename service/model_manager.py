@@ -27,7 +27,7 @@ import numpy as np
 from batching import Batcher, BatchInfo, BatchingParameters, BatchListener, DeadlinePolicy, ListenerGroup
 
 from . import heap
-from .errors import InvalidInputError, ModelNotFoundError, UnavailableError, servable_not_found
+from .errors import InvalidInputError, ModelNotFoundError, UnavailableError, one_line, servable_not_found
 from .model_config import ModelSource
 from .batch_size_tuning import BatchSizeChoice, choose_batch_size
 from .runtime import DEFAULT_TAGS, ModelLoadError, ModelRuntime, Prediction
@@ -179,7 +179,7 @@ def describe_load_failure(error: BaseException, version_dir: Path) -> str:
     names the file; other errors keep their words, on one line (TensorFlow's can run to many)."""
     if isinstance(error, OSError):
         return f"cannot read {error.filename or version_dir}: {_os_error_reason(error)}"
-    return " ".join(str(error).split()) or type(error).__name__
+    return one_line(error)
 
 
 def describe_base_path(base_path: Path) -> str:
@@ -394,7 +394,7 @@ class ModelManager:
             served.batching,
         )
         served.loaded_seconds = time.perf_counter() - started
-        metadata = served.runtime.metadata if isinstance(served.runtime.metadata, dict) else {}
+        metadata = served.runtime.metadata
         served.seeded_weights = metadata.get("weights") == "random"
         served.state = VersionState.AVAILABLE  # from here on, get(name) picks it if it is the highest
         _log.info("loaded model %s version %d in %.1f s", model.name, version, served.loaded_seconds)

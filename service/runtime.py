@@ -197,14 +197,19 @@ class ModelRuntime:
         return {key: value.numpy() for key, value in outputs.items()}
 
     def _read_metadata(self) -> dict[str, Any]:
+        """assets/export_metadata.json as a dict ({} when absent, unreadable or not a JSON object)."""
         path = self.version_dir / "assets" / "export_metadata.json"
         if not path.is_file():
             return {}
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            metadata = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             _log.warning("%s: unreadable export metadata: %s", path, error)
             return {}
+        if not isinstance(metadata, dict):
+            _log.warning("%s: export metadata is not a JSON object; ignored", path)
+            return {}
+        return metadata
 
     def preprocess(self, image: bytes) -> np.ndarray:
         """Decode, resize and scale one image with the model's own exported preprocessing."""

@@ -24,6 +24,7 @@ from tritonclient.grpc import service_pb2_grpc as kserve_pb2_grpc
 from batching import ListenerGroup
 
 from .dataplane import DataPlane
+from .errors import one_line
 from .grpc_api.model_service import ModelServicer
 from .grpc_api.prediction_service import PredictionServicer
 from .grpc_api.observability import RpcObserver
@@ -330,11 +331,6 @@ def _bind_error(host: str, port: int) -> OSError | None:
     return None
 
 
-def startup_failure_line(error: BaseException) -> str:
-    """The one line a start-up failure is logged as: the error's own words, newlines folded."""
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 async def run_server(settings: ServerSettings) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code: 0 after a drain, 1 when it cannot start (a
     model that cannot load, a port in use, ...: one ERROR line says why, and the orchestrator restarts us)."""
@@ -358,7 +354,7 @@ async def run_server(settings: ServerSettings) -> int:
         stopping.cancel()
         starting.result()  # a start-up failure is raised here
     except Exception as error:
-        _log.error("cannot start: %s", startup_failure_line(error))
+        _log.error("cannot start: %s", one_line(error))
         _log.debug("start-up failure", exc_info=True)  # the stack, for whoever runs with --log_level=DEBUG
         if server is not None:
             try:
