@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from service.settings import (  # noqa: E402
+from service.process.settings import (  # noqa: E402
     TF_SERVING_FLAGS_REFUSED,
     PrintVersionAction,
     TF_SERVING_FLAGS_WITHOUT_EFFECT,
@@ -35,7 +35,7 @@ DOC = ROOT / "docs" / "operations.md"
 START = "<!-- flag-reference:start -->"
 END = "<!-- flag-reference:end -->"
 NOTICE = (
-    "<!-- Generated from service/settings.py by scripts/flag_reference.py: edit the help texts there, then run "
+    "<!-- Generated from service/process/settings.py by scripts/flag_reference.py: edit the help texts there, then run "
     "`python scripts/flag_reference.py --write`. -->"
 )
 

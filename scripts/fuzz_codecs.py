@@ -52,7 +52,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2  # noqa: E402
 from tritonclient.grpc import service_pb2  # noqa: E402
 
 from service.errors import InvalidInputError  # noqa: E402
-from service.tensors import json_tensors, tensor_proto, v2  # noqa: E402
+from service.adapters.rest_api import json_tensors, tensor_proto, v2  # noqa: E402
 from service.tensors.dtypes import BY_NUMPY, BY_TF_ENUM, BY_V2_NAME, DType  # noqa: E402
 from service.tensors.spec import PREDICT_METHOD, SignatureSpec, TensorSpec  # noqa: E402
 

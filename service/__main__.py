@@ -36,8 +36,8 @@ def temp_dir_problem() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .logs import configure_logging
-    from .settings import load_settings
+    from service.process.logs import configure_logging
+    from service.process.settings import load_settings
 
     settings = load_settings(argv)  # an invalid flag exits here, with argparse's usage message (status 2)
     configure_logging(settings.log_level, settings.log_format, sys.stderr)
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
 
-        from .server import run_server  # imports TensorFlow
+        from service.server import run_server  # imports TensorFlow
     except Exception as error:  # a broken installation: say so in one line too
         _log.error("cannot start: importing the server failed: %s: %s", type(error).__name__, error)
         _log.debug("import failure", exc_info=True)

@@ -23,26 +23,26 @@ from tritonclient.grpc import service_pb2_grpc as kserve_pb2_grpc
 
 from batching import ListenerGroup
 
-from .dataplane import DataPlane
-from .errors import one_line
-from .grpc_api.model_service import ModelServicer
-from .grpc_api.prediction_service import PredictionServicer
-from .grpc_api.observability import RpcObserver
-from .observation import RequestObserver
-from .grpc_api.routing import MethodRouter
-from .grpc_api.undecodable import reject_undecodable_requests
-from .kserve_api.inference_service import SERVICE_NAME as KSERVE_SERVICE
-from .kserve_api.inference_service import InferenceServicer
-from .metrics import ServingMetrics
-from .model_config import parse_model_config
-from .model_manager import ModelManager
-from .rest_api.http_server import RestServer
-from .batch_size_tuning import LADDER
-from .runtime import ModelLoadError, ModelRuntime, configure_tensorflow
-from .self_warmup import loopback_address, warm_up_through_grpc
-from .settings import ServerSettings
-from .tls import tls_material
-from .tracing import configure_tracing
+from service.dataplane.dataplane import DataPlane
+from service.errors import one_line
+from service.adapters.grpc_api.model_service import ModelServicer
+from service.adapters.grpc_api.prediction_service import PredictionServicer
+from service.adapters.grpc_api.observability import RpcObserver
+from service.observability.observation import RequestObserver
+from service.adapters.grpc_api.routing import MethodRouter
+from service.adapters.grpc_api.undecodable import reject_undecodable_requests
+from service.adapters.kserve_api.inference_service import SERVICE_NAME as KSERVE_SERVICE
+from service.adapters.kserve_api.inference_service import InferenceServicer
+from service.observability.metrics import ServingMetrics
+from service.models.model_config import parse_model_config
+from service.models.model_manager import ModelManager
+from service.adapters.rest_api.http_server import RestServer
+from service.models.batch_size_tuning import LADDER
+from service.runtime.model_runtime import ModelLoadError, ModelRuntime, configure_tensorflow
+from service.process.self_warmup import loopback_address, warm_up_through_grpc
+from service.process.settings import ServerSettings
+from service.process.tls import tls_material
+from service.observability.tracing import configure_tracing
 
 _log = logging.getLogger("service")
 

@@ -13,8 +13,8 @@ from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import classification_pb2, predict_pb2
 
 from service.errors import InvalidInputError
-from service import image_inputs
-from service.image_limits import ImageTooLargeError, check_pixel_count
+from service.tensors import image_inputs
+from service.dataplane.image_limits import ImageTooLargeError, check_pixel_count
 
 ACCEPTABLE = (DecodeError, InvalidInputError, ImageTooLargeError)
 MAX_PIXELS = 1_000_000

@@ -394,7 +394,7 @@ def test_saved_model_tags_pick_the_metagraph(tmp_path):
             response = predict(stub, "tagged", {"x": x})
             assert outputs_of(response)["y"].tolist() == [[4.0]]
             assert response.outputs["y"].tensor_content and not response.outputs["y"].float_val
-    from service.runtime import ModelLoadError, ModelRuntime
+    from service.runtime.model_runtime import ModelLoadError, ModelRuntime
     with pytest.raises(ModelLoadError, match=r"no MetaGraph tagged \['serve'\].*\[\['gpu', 'serve'\]\]"):
         ModelRuntime(base / "1")
 

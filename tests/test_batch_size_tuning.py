@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.batch_size_tuning import choose_batch_size
-from service.settings import load_settings
+from service.models.batch_size_tuning import choose_batch_size
+from service.process.settings import load_settings
 
 
 class FakeModel:

@@ -28,8 +28,8 @@ from kubernetes_validate import utils as k8s_schemas
 from deploy_tools import MANIFESTS, OVERLAYS, find_tool, one, render, server_container
 from k8s_crd_schemas import CRD_SCHEMAS
 from server_process import REPO_ROOT
-from service.batching_config import parse_batching_parameters
-from service.settings import ServerSettings, load_settings
+from service.models.batching_config import parse_batching_parameters
+from service.process.settings import ServerSettings, load_settings
 
 DOCKERFILES = ("Dockerfile.cpu", "Dockerfile.gpu")
 # Oldest Kubernetes the manifests target (native gRPC probes are GA since 1.27), and the newest schemas known.

@@ -175,10 +175,10 @@ def check_json(block: Block, server: _Server, workdir: Path) -> None:
 
 
 def check_textproto(block: Block, server: _Server, workdir: Path) -> None:
-    from service.batching_config import parse_batching_parameters
-    from service.model_config import parse_model_config
-    from service.monitoring_config import parse_monitoring_config
-    from service.tls import parse_ssl_config
+    from service.models.batching_config import parse_batching_parameters
+    from service.models.model_config import parse_model_config
+    from service.process.monitoring_config import parse_monitoring_config
+    from service.process.tls import parse_ssl_config
 
     parsers = {
         "ModelServerConfig": parse_model_config,
@@ -349,7 +349,7 @@ _SETTINGS_FILE_FLAGS = ("batching_parameters_file", "monitoring_config_file", "m
 def check_service_args(args: list[str], environ: dict[str, str], workdir: Path) -> None:
     """Parse as `python -m service` would (service.settings.load_settings). The config files it reads are read
     when they exist (in the scratch directory or the repository) and left out when they do not."""
-    from service.settings import ENV_PREFIX, build_argument_parser, load_settings
+    from service.process.settings import ENV_PREFIX, build_argument_parser, load_settings
 
     parser = build_argument_parser()
     _parse_only(lambda: parser.parse_args(args))  # every flag name and value type, files or not

@@ -97,7 +97,7 @@ def tiny_classifier(seed: int, input_size: tuple[int, int] = (32, 32), classes: 
 
 
 def server_path(loaded, images: list[bytes]) -> dict[str, np.ndarray]:
-    """What service/runtime.py does: preprocess one image per call, then one batch call."""
+    """What service/runtime/model_runtime.py does: preprocess one image per call, then one batch call."""
     pixels = [loaded.signatures["preprocess"](image=tf.constant(image))["pixels"] for image in images]
     outputs = loaded.signatures["classify_pixels"](pixels=tf.stack(pixels))
     return {key: value.numpy() for key, value in outputs.items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import build_argument_parser, describe_default, flag_defaults, load_settings
+from service.process.settings import build_argument_parser, describe_default, flag_defaults, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "flag_reference.py"

@@ -1,5 +1,5 @@
 """The long-lived heap is frozen out of the garbage collector's reach, and freezing never keeps garbage
-alive past the next change of models (service/heap.py, called by the model manager)."""
+alive past the next change of models (service/models/heap.py, called by the model manager)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from batching import BatchingParameters
-from service import heap
-from service.model_manager import ModelManager
+from service.models import heap
+from service.models.model_manager import ModelManager
 
 
 class _Node:

@@ -22,7 +22,7 @@ from typing import Iterator, Mapping, Sequence
 import pytest
 
 from server_process import REPO_ROOT, free_port
-from service.settings import ServerSettings, load_settings
+from service.process.settings import ServerSettings, load_settings
 from test_deploy_static import DOCKERFILES, dockerfile_stages
 
 ENTRYPOINT = REPO_ROOT / "docker" / "tf_serving_entrypoint.sh"

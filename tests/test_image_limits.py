@@ -10,7 +10,7 @@ from PIL import Image
 
 from hostile_inputs import BOMBS, UNDECODABLE_IMAGES, VALID_ODD_IMAGES, jpeg_declaring
 from imaging import jpeg
-from service.image_limits import ImageTooLargeError, _jpeg_or_png_size, check_pixel_count
+from service.dataplane.image_limits import ImageTooLargeError, _jpeg_or_png_size, check_pixel_count
 
 CORPUS = {**VALID_ODD_IMAGES, **UNDECODABLE_IMAGES, **BOMBS}
 

@@ -1,4 +1,4 @@
-"""service.tensors.json_tensors against TF Serving's REST rules (tensorflow_serving/util/json_tensor.cc and the
+"""service.adapters.rest_api.json_tensors against TF Serving's REST rules (tensorflow_serving/util/json_tensor.cc and the
 cases of its json_tensor_test.cc), plus the choices made where TF Serving refuses or mis-writes a value."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tensorflow.core.example import example_pb2
 
 from service.errors import InvalidInputError
 from service.tensors.dtypes import BY_NUMPY, BY_TF_ENUM, DType
-from service.tensors.json_tensors import (
+from service.adapters.rest_api.json_tensors import (
     MAX_TENSOR_DEPTH,
     classify_response,
     dumps,

@@ -28,7 +28,7 @@ from conftest import TINY_LABELS, build_tiny_classifier
 from imaging import jpeg, png
 from rest_client import b64, rest_call
 from server_process import ServerProcess
-from service.model_config import VersionPolicy, parse_model_config
+from service.models.model_config import VersionPolicy, parse_model_config
 from tf_serving_client import classify_request, predict_outputs, predict_request
 
 _State = get_model_status_pb2.ModelVersionStatus.State
@@ -286,7 +286,7 @@ def test_version_labels_from_the_config_name_versions_on_grpc_and_rest(served):
 
 
 def test_a_config_file_that_does_not_parse_stops_start_up_in_tf_servings_words(tmp_path, capsys):
-    from service.settings import load_settings
+    from service.process.settings import load_settings
 
     config = tmp_path / "models.config"
     config.write_text('model_config_list { config { name: "a" base_pth: "/x" } }')
@@ -298,7 +298,7 @@ def test_a_config_file_that_does_not_parse_stops_start_up_in_tf_servings_words(t
 
 
 def test_version_directories_are_numbers_zero_padded_or_not_and_nothing_else(tmp_path, tiny_model_base):
-    from service.model_manager import find_versions
+    from service.models.model_manager import find_versions
 
     for name in ("00000123", "7", "007", "1.5", "latest", "²", ".staging-9"):
         shutil.copytree(tiny_model_base / "1", tmp_path / name)

@@ -27,9 +27,9 @@ from batching import BatchingParameters
 from imaging import jpeg
 from otlp_receiver import INTERNAL, SERVER, OtlpTraceReceiver, ReceivedSpan
 from server_process import ServerProcess, free_port
-from service.runtime import ModelRuntime
+from service.runtime.model_runtime import ModelRuntime
 from service.server import ModelServer
-from service.settings import ServerSettings
+from service.process.settings import ServerSettings
 from tf_serving_client import predict_request
 
 MODEL = "tiny"
@@ -418,7 +418,7 @@ def test_every_request_naming_a_model_is_labelled_with_it():
     from tensorflow_serving.apis import predict_pb2
     from tritonclient.grpc import service_pb2 as kserve
 
-    from service.grpc_api.observability import requested_model
+    from service.adapters.grpc_api.observability import requested_model
 
     predict = predict_pb2.PredictRequest()
     predict.model_spec.name = "a"

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import predict_pb2  # noqa: E402
 
 from request_fuzzing import ACCEPTABLE, decode_request  # noqa: E402
 from service.errors import InvalidInputError  # noqa: E402
-from service import image_inputs  # noqa: E402
+from service.tensors import image_inputs  # noqa: E402
 
 DTYPES = [types_pb2.DT_STRING, types_pb2.DT_FLOAT, types_pb2.DT_INT32, types_pb2.DT_HALF, 0, 9999]
 dims = st.lists(st.integers(-3, 6) | st.sampled_from([2**31, 2**62]), max_size=4)

@@ -6,7 +6,7 @@ from collections import namedtuple
 
 import grpc
 
-from service.grpc_api.routing import MethodRouter
+from service.adapters.grpc_api.routing import MethodRouter
 
 Details = namedtuple("Details", "method invocation_metadata")
 

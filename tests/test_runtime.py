@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from imaging import jpeg, png
-from service.runtime import EncodedImage, ImageDecodeError, ModelRuntime, Prediction
+from service.runtime.model_runtime import EncodedImage, ImageDecodeError, ModelRuntime, Prediction
 
 NOT_AN_IMAGE = b"this is not an image"
 

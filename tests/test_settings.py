@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from batching import BatchingParameters
-from service.batching_config import parse_batching_parameters
-from service.settings import TF_SERVING_MAX_MESSAGE_BYTES, build_argument_parser, load_settings
+from service.models.batching_config import parse_batching_parameters
+from service.process.settings import TF_SERVING_MAX_MESSAGE_BYTES, build_argument_parser, load_settings
 
 
 def test_defaults_match_tensorflow_model_server():

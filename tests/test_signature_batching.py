@@ -1,4 +1,4 @@
-"""Batching any signature (service/signature_batching.py), with a numpy function standing in for the model."""
+"""Batching any signature (service/models/signature_batching.py), with a numpy function standing in for the model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from batching import Batcher, BatchingParameters, ItemError
-from service.signature_batching import (
+from service.models.signature_batching import (
     WHOLE_REQUEST,
     BatchInputError,
     MisbatchedOutputError,

@@ -144,8 +144,8 @@ def test_ssl_config_file_in_tf_serving_format_serves_tls(tiny_model_base, tmp_pa
 
 
 def test_tls_settings_are_checked_without_echoing_key_material(tmp_path):
-    from service.settings import load_settings
-    from service.tls import TlsConfigError, parse_ssl_config, tls_material
+    from service.process.settings import load_settings
+    from service.process.tls import TlsConfigError, parse_ssl_config, tls_material
 
     with pytest.raises(SystemExit):
         load_settings(["--tls_cert_file=/x.crt"], environ={})  # a certificate without its key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
-from service.tracing import configure_tracing
+from service.observability.tracing import configure_tracing
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}
 

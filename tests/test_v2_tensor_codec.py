@@ -1,4 +1,4 @@
-"""service.tensors.v2 against Triton's own client (tritonclient): what it sends is read, what we answer it reads."""
+"""service.adapters.kserve_api.v2_tensors against Triton's own client (tritonclient): what it sends is read, what we answer it reads."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tritonclient.utils import deserialize_bytes_tensor, np_to_triton_dtype, ser
 from service.errors import InvalidInputError
 from service.tensors.dtypes import BY_TF_ENUM, BY_V2_NAME
 from service.tensors.tensor_proto import MAX_DIMENSION
-from service.tensors.v2 import (
+from service.adapters.kserve_api.v2_tensors import (
     NoV2TypeError,
     datatype_of,
     deserialize_bytes,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from .dtypes import BY_TF_ENUM, DType, tf_type_name
+from service.tensors.dtypes import BY_TF_ENUM, DType, tf_type_name
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"

@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from ..errors import InvalidInputError
-from .dtypes import BY_TF_ENUM, STRING, DType, of_array, tf_type_name
+from service.errors import InvalidInputError
+from service.tensors.dtypes import BY_TF_ENUM, STRING, DType, of_array, tf_type_name
 
 MAX_DIMENSION = 2**31 - 1  # TF Serving refuses larger dimensions too, and numpy cannot describe some
 MAX_RANK = 64  # numpy's limit (NPY_MAXDIMS); TensorFlow allows 254, but no request tensor needs more than 64

@@ -13,7 +13,7 @@ from typing import Iterable
 
 import grpc
 
-from .errors import PermissionDeniedError
+from service.errors import PermissionDeniedError
 
 
 @dataclass(frozen=True)

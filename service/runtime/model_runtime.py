@@ -26,8 +26,8 @@ from google.protobuf.message import DecodeError  # noqa: E402
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2  # noqa: E402
 from tensorflow.python.saved_model.loader_impl import SavedModelLoader  # noqa: E402
 
-from .signature_batching import BatchInputError  # noqa: E402
-from .tensors.spec import SignatureSpec, UnsupportedSignatureError, signature_spec  # noqa: E402
+from service.models.signature_batching import BatchInputError  # noqa: E402
+from service.tensors.spec import SignatureSpec, UnsupportedSignatureError, signature_spec  # noqa: E402
 
 _log = logging.getLogger(__name__)
 

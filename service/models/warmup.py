@@ -14,17 +14,17 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import prediction_log_pb2
 
-from .errors import InvalidInputError
-from . import image_inputs
-from .signatures import (
+from service.errors import InvalidInputError
+from service.tensors import image_inputs
+from service.runtime.signatures import (
     ENCODED_IMAGES_SIGNATURE,
     INPUT_KEY_BY_SIGNATURE,
     PIXELS_SIGNATURE,
     SERIALIZED_EXAMPLES_SIGNATURE,
 )
-from .runtime import ModelLoadError, ModelRuntime, SignatureInputError, read_tfrecords
-from .signatures import DEFAULT_SIGNATURE
-from .tensors.tensor_proto import to_array
+from service.runtime.model_runtime import ModelLoadError, ModelRuntime, SignatureInputError, read_tfrecords
+from service.runtime.signatures import DEFAULT_SIGNATURE
+from service.tensors.tensor_proto import to_array
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit

@@ -13,11 +13,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InvalidInputError
-from ..tensors import json_tensors
-from ..tensors.json_tensors import b64_decode
-from ..runtime import Prediction
-from ..signatures import IMAGE_FEATURE, OUTPUT_KEYS
+from service.errors import InvalidInputError
+from service.adapters.rest_api import json_tensors
+from service.adapters.rest_api.json_tensors import b64_decode
+from service.runtime.model_runtime import Prediction
+from service.runtime.signatures import IMAGE_FEATURE, OUTPUT_KEYS
 
 
 def _is_b64(value: Any) -> bool:

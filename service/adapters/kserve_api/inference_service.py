@@ -5,7 +5,7 @@ package Triton's own clients use, so `tritonclient.grpc` works against this serv
 
 Any model: ModelInfer runs its `serving_default` signature (another one when the request's parameter
 `signature_name` names it, as Triton's TensorFlow backend has no such notion), its inputs and outputs named
-as in the signature, every v2 datatype mapped both ways (service/tensors/v2.py), outputs in
+as in the signature, every v2 datatype mapped both ways (v2_tensors.py), outputs in
 `raw_output_contents` as Triton answers. A model with the image contract instead takes exactly one input,
 `images` (BYTES `[N]` or `[N, 1]`: encoded JPEG/PNG/GIF/BMP) or `pixels` (FP32 `[N, H, W, 3]`), and answers
 `classes` (BYTES `[N, k]`) and `scores` (FP32 `[N, k]`), through the image fast path.
@@ -21,13 +21,13 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from ..dataplane import Classification, DataPlane
-from ..errors import InvalidInputError, ModelNotFoundError, ServingError
-from ..grpc_support import deadline_of, maps_errors_to_status
-from ..model_manager import ServedVersion, VersionState
-from ..signatures import DEFAULT_SIGNATURE, OUTPUT_KEYS, PIXELS_SIGNATURE
-from ..tensors import v2
-from ..tensors.spec import TensorSpec
+from service.dataplane.dataplane import Classification, DataPlane
+from service.errors import InvalidInputError, ModelNotFoundError, ServingError
+from service.adapters.grpc_status import deadline_of, maps_errors_to_status
+from service.models.model_manager import ServedVersion, VersionState
+from service.runtime.signatures import DEFAULT_SIGNATURE, OUTPUT_KEYS, PIXELS_SIGNATURE
+from service.adapters.kserve_api import v2_tensors as v2
+from service.tensors.spec import TensorSpec
 
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 IMAGES_INPUT = "images"

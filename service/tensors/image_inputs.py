@@ -16,9 +16,9 @@ from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import input_pb2
 
-from .errors import InvalidInputError
-from .signatures import IMAGE_FEATURE
-from .tensors.dtypes import tf_type_name
+from service.errors import InvalidInputError
+from service.runtime.signatures import IMAGE_FEATURE
+from service.tensors.dtypes import tf_type_name
 
 _MAX_DIMENSION = 2**31 - 1
 _MAX_RANK = 32

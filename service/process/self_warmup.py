@@ -18,7 +18,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from batching import BatchInfo
 
-from .signatures import ENCODED_IMAGES_SIGNATURE, INPUT_KEY_BY_SIGNATURE
+from service.runtime.signatures import ENCODED_IMAGES_SIGNATURE, INPUT_KEY_BY_SIGNATURE
 
 METADATA_KEY = "batchserve-self-warmup"
 BATCH_ITEM_CONTEXT = object()  # the opaque batcher context of a warm-up item

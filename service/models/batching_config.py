@@ -61,7 +61,7 @@ def _message_class() -> type:
 
 
 # Our extension of the text format: `max_batch_size { value: auto }` (or `max_batch_size: auto`) asks for the
-# batch size to be measured at load (service/batch_size_tuning.py).
+# batch size to be measured at load (models/batch_size_tuning.py).
 _AUTO_BATCH_SIZE = re.compile(r"max_batch_size\s*(?::\s*auto\b|:?\s*\{\s*value\s*:\s*auto\s*\})")
 
 

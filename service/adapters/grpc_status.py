@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
 
-from .errors import CANONICAL_CODES, ServingError, code_for
+from service.errors import CANONICAL_CODES, ServingError, code_for
 
 _log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from opentelemetry import trace
 from batching import BatcherClosedError, BatchTimeoutError, DeadlineExceededError as BatchDeadlineExceeded
 from batching import Batcher, ItemError, QueueFullError, Reservation, UnmeetableDeadlineError
 
-from .errors import (
+from service.errors import (
     DeadlineExceededError,
     FailedPreconditionError,
     InvalidInputError,
@@ -30,11 +30,11 @@ from .errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from . import self_warmup
-from .image_limits import ImageTooLargeError, check_pixel_count
-from .model_manager import ModelManager, ServedVersion
-from .runtime import EncodedImage, ImageDecodeError, Prediction
-from .signature_batching import (
+from service.process import self_warmup
+from service.dataplane.image_limits import ImageTooLargeError, check_pixel_count
+from service.models.model_manager import ModelManager, ServedVersion
+from service.runtime.model_runtime import EncodedImage, ImageDecodeError, Prediction
+from service.models.signature_batching import (
     WHOLE_REQUEST,
     BatchInputError,
     RequestTensors,
@@ -42,9 +42,9 @@ from .signature_batching import (
     SignatureRunner,
     gather,
 )
-from .tensors.dtypes import BY_NUMPY
-from .tensors.spec import CLASSIFY_METHOD, REGRESS_METHOD, SignatureSpec
-from .tracing import ATTR_IMAGES, ATTR_MODEL_NAME, ATTR_MODEL_VERSION, current_span_context
+from service.tensors.dtypes import BY_NUMPY
+from service.tensors.spec import CLASSIFY_METHOD, REGRESS_METHOD, SignatureSpec
+from service.observability.tracing import ATTR_IMAGES, ATTR_MODEL_NAME, ATTR_MODEL_VERSION, current_span_context
 
 
 @dataclass(slots=True)

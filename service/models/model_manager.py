@@ -26,13 +26,13 @@ import numpy as np
 
 from batching import Batcher, BatchInfo, BatchingParameters, BatchListener, DeadlinePolicy, ListenerGroup
 
-from . import heap
-from .errors import InvalidInputError, ModelNotFoundError, UnavailableError, one_line, servable_not_found
-from .model_config import ModelSource
-from .batch_size_tuning import BatchSizeChoice, choose_batch_size
-from .runtime import DEFAULT_TAGS, ModelLoadError, ModelRuntime, Prediction
-from .signature_batching import SignatureBatchers
-from .warmup import WARMUP_FILE, read_warmup_requests, run_recorded_predictions
+from service.models import heap
+from service.errors import InvalidInputError, ModelNotFoundError, UnavailableError, one_line, servable_not_found
+from service.models.model_config import ModelSource
+from service.models.batch_size_tuning import BatchSizeChoice, choose_batch_size
+from service.runtime.model_runtime import DEFAULT_TAGS, ModelLoadError, ModelRuntime, Prediction
+from service.models.signature_batching import SignatureBatchers
+from service.models.warmup import WARMUP_FILE, read_warmup_requests, run_recorded_predictions
 
 _log = logging.getLogger(__name__)
 
@@ -345,7 +345,7 @@ class ModelManager:
 
     def _refreeze_heap(self) -> None:
         """Once per pass that loaded or unloaded versions: keep the garbage collector off the new long-lived
-        heap, and collect an unloaded version's cycles (service/heap.py)."""
+        heap, and collect an unloaded version's cycles (models/heap.py)."""
         if self._heap_changed:
             self._heap_changed = False
             heap.refreeze()
@@ -423,7 +423,7 @@ class ModelManager:
 
     def _load_and_warm(self, path: Path) -> tuple[ModelRuntime, BatchSizeChoice | None]:
         """Load, then run every allowed batch size and the recorded warm-up requests, so no client pays; with
-        --max_batch_size=auto, time the batch sizes first and keep the best (service/batch_size_tuning.py)."""
+        --max_batch_size=auto, time the batch sizes first and keep the best (models/batch_size_tuning.py)."""
         runtime = ModelRuntime(path, self._saved_model_tags)
         if not runtime.image_contract:
             recorded = run_recorded_predictions(runtime, path) if self._enable_model_warmup else 0

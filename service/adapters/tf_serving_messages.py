@@ -8,8 +8,8 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, status_pb2
 
-from .errors import ModelNotFoundError
-from .model_manager import ModelManager, ServedVersion
+from service.errors import ModelNotFoundError
+from service.models.model_manager import ModelManager, ServedVersion
 
 # GetModelMetadata's key for the version's assets/export_metadata.json (a google.protobuf.Struct), beside
 # TF Serving's "signature_def": where its weights came from ("weights": "random" means meaningless labels).

@@ -21,10 +21,10 @@ from typing import Mapping, Sequence
 
 from batching import BatchingParameters, DeadlinePolicy
 
-from .admin_access import AdminAccess, parse_admin_header
-from .batching_config import asks_for_auto_batch_size, parse_batching_parameters
-from .model_config import ModelSource, parse_model_config_file
-from .monitoring_config import parse_monitoring_config_file
+from service.adapters.admin_access import AdminAccess, parse_admin_header
+from service.models.batching_config import asks_for_auto_batch_size, parse_batching_parameters
+from service.models.model_config import ModelSource, parse_model_config_file
+from service.process.monitoring_config import parse_monitoring_config_file
 
 ENV_PREFIX = "BATCHSERVE_"
 # TF Serving's gRPC message limit (it calls grpc::ServerBuilder::SetMaxMessageSize(INT32_MAX)).
@@ -327,7 +327,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
     Help texts are the flag reference in docs/operations.md too (scripts/flag_reference.py renders it): plain
     sentences; 'single quotes' mark literal text (code in the docs); --flags and STATUS_CODES are found alone."""
-    from .batch_size_tuning import LADDER, TIE
+    from service.models.batch_size_tuning import LADDER, TIE
 
     parser = argparse.ArgumentParser(
         prog=program_name(),

@@ -16,9 +16,9 @@ from typing import Iterable, Sequence
 import numpy as np
 from tritonclient.grpc import service_pb2
 
-from ..errors import InvalidInputError
-from .dtypes import BY_V2_NAME, DType
-from .tensor_proto import MAX_ELEMENTS, checked_shape, packed_bytes, string_elements, tensor_type, unpacked
+from service.errors import InvalidInputError
+from service.tensors.dtypes import BY_V2_NAME, DType
+from service.tensors.tensor_proto import MAX_ELEMENTS, checked_shape, packed_bytes, string_elements, tensor_type, unpacked
 
 # The `contents` field each datatype's typed values travel in; FP16 and BF16 have none (raw only).
 _CONTENTS_FIELD: dict[str, str | None] = {

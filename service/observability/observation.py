@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, NoOpTracer, Span, SpanKind, StatusCode, Tracer
 
-from .metrics import UNKNOWN_MODEL, ServingMetrics
+from service.observability.metrics import UNKNOWN_MODEL, ServingMetrics
 
 access_log = logging.getLogger("service.access")
 

@@ -1,4 +1,4 @@
-"""Every unary RPC observed through the shared observation layer (service/observation.py): metrics, the
+"""Every unary RPC observed through the shared observation layer (service/observability/observation.py): metrics, the
 server span, the access log.
 
 The outcome (gRPC status code) is decided once here and fed to all three. Streaming RPCs (health Watch,
@@ -13,9 +13,9 @@ from typing import Any, Awaitable, Callable
 
 import grpc
 
-from ..observation import RequestObserver
-from ..self_warmup import is_warmup_call, mark_warmup, reset_warmup
-from ..tracing import extract_context
+from service.observability.observation import RequestObserver
+from service.process.self_warmup import is_warmup_call, mark_warmup, reset_warmup
+from service.observability.tracing import extract_context
 
 HEALTH_SERVICE = "grpc.health.v1.Health"  # probes: counted, but neither traced nor access-logged
 
@@ -56,7 +56,7 @@ def _peer_attributes(peer: str | None) -> dict[str, Any]:
 
 
 class RpcObserver:
-    """Wraps each unary RPC handler so its outcome reaches the shared observation layer (service/observation.py)
+    """Wraps each unary RPC handler so its outcome reaches the shared observation layer (service/observability/observation.py)
     with gRPC's own details: the status code, the peer, W3C context from the metadata (see `wrap`, applied by
     `routing.MethodRouter`)."""
 

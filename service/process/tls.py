@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
-from .settings import ServerSettings
+from service.process.settings import ServerSettings
 
 
 class TlsConfigError(ValueError):

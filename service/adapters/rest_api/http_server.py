@@ -22,15 +22,15 @@ from opentelemetry import propagate
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from ..dataplane import DataPlane
-from ..errors import DeadlineExceededError, InvalidInputError, ModelNotFoundError, ServingError, canonical_code
-from ..image_inputs import image_bytes_from_serialized_examples
-from ..model_info import EXPORT_METADATA, export_metadata, model_metadata_response, model_status_response
-from ..metrics import METRICS_PATHS
-from ..observation import RequestObserver
-from ..signatures import DEFAULT_SIGNATURE, INPUT_KEY_BY_SIGNATURE, PIXELS_SIGNATURE, SERIALIZED_EXAMPLES_SIGNATURE
-from ..tensors import json_tensors
-from . import json_codec
+from service.dataplane.dataplane import DataPlane
+from service.errors import DeadlineExceededError, InvalidInputError, ModelNotFoundError, ServingError, canonical_code
+from service.tensors.image_inputs import image_bytes_from_serialized_examples
+from service.adapters.tf_serving_messages import EXPORT_METADATA, export_metadata, model_metadata_response, model_status_response
+from service.observability.metrics import METRICS_PATHS
+from service.observability.observation import RequestObserver
+from service.runtime.signatures import DEFAULT_SIGNATURE, INPUT_KEY_BY_SIGNATURE, PIXELS_SIGNATURE, SERIALIZED_EXAMPLES_SIGNATURE
+from service.adapters.rest_api import json_tensors
+from service.adapters.rest_api import json_codec
 
 _log = logging.getLogger(__name__)
 

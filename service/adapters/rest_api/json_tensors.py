@@ -26,9 +26,9 @@ import numpy as np
 import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 
-from ..errors import InvalidInputError
-from .dtypes import DType
-from .spec import SignatureSpec
+from service.errors import InvalidInputError
+from service.tensors.dtypes import DType
+from service.tensors.spec import SignatureSpec
 
 MAX_TENSOR_DEPTH = 32  # nesting levels of a tensor's value: far beyond real ranks, well inside the stack
 _B64 = "b64"

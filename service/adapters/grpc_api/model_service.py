@@ -5,14 +5,14 @@ from __future__ import annotations
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, status_pb2
 
-from ..admin_access import AdminAccess
-from ..errors import InvalidInputError, PermissionDeniedError
-from ..grpc_support import maps_errors_to_status
-from ..model_info import model_status_response
-from ..model_config import sources_from_config
-from ..model_manager import ModelManager
-from ..runtime import ModelLoadError
-from .prediction_service import requested_version
+from service.adapters.admin_access import AdminAccess
+from service.errors import InvalidInputError, PermissionDeniedError
+from service.adapters.grpc_status import maps_errors_to_status
+from service.adapters.tf_serving_messages import model_status_response
+from service.models.model_config import sources_from_config
+from service.models.model_manager import ModelManager
+from service.runtime.model_runtime import ModelLoadError
+from service.adapters.grpc_api.prediction_service import requested_version
 
 _ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
 

@@ -12,8 +12,8 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2
 
-from ..errors import InvalidInputError
-from ..runtime import Prediction
+from service.errors import InvalidInputError
+from service.runtime.model_runtime import Prediction
 
 
 def serialized_examples(request_input: input_pb2.Input) -> list[bytes]:

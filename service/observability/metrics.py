@@ -1,7 +1,7 @@
 """Prometheus metrics: batcher events, RPC outcomes and model state; the batcher itself imports no Prometheus.
 
 Each server owns its registry, so several servers in one process (tests) never share counters. The
-exposition is one function (`ServingMetrics.exposition`); the REST server (service/rest_api) mounts it at
+exposition is one function (`ServingMetrics.exposition`); the REST server (service/adapters/rest_api) mounts it at
 METRICS_PATHS on `--rest_api_port`.
 """
 
@@ -27,8 +27,8 @@ from prometheus_client.registry import Collector
 
 from batching import BatchInfo, BatchListener
 
-from .model_manager import ModelManager, VersionState
-from .self_warmup import is_warmup_batch
+from service.models.model_manager import ModelManager, VersionState
+from service.process.self_warmup import is_warmup_batch
 
 _log = logging.getLogger(__name__)
 

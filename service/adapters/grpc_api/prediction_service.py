@@ -19,17 +19,17 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from ..dataplane import Classification, DataPlane, RegressResult
-from ..errors import InvalidInputError
-from ..grpc_support import deadline_of, maps_errors_to_status
-from ..model_info import model_metadata_response, response_spec
-from ..model_manager import ServedVersion
-from ..tensors import tensor_proto
-from ..tensors.spec import CLASSIFY_METHOD, REGRESS_METHOD
-from .. import image_inputs
-from . import converters
+from service.dataplane.dataplane import Classification, DataPlane, RegressResult
+from service.errors import InvalidInputError
+from service.adapters.grpc_status import deadline_of, maps_errors_to_status
+from service.adapters.tf_serving_messages import model_metadata_response, response_spec
+from service.models.model_manager import ServedVersion
+from service.tensors import tensor_proto
+from service.tensors.spec import CLASSIFY_METHOD, REGRESS_METHOD
+from service.tensors import image_inputs
+from service.adapters.grpc_api import converters
 
-from ..signatures import (  # re-exported: tests import them from here
+from service.runtime.signatures import (  # re-exported: tests import them from here
     DEFAULT_SIGNATURE,
     ENCODED_IMAGES_SIGNATURE,
     INPUT_KEY_BY_SIGNATURE,

@@ -1,0 +1,1 @@
+"""Model lifecycle: versions found, loaded, warmed up, batched, served and unloaded."""

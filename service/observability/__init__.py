@@ -1,0 +1,1 @@
+"""Metrics, request observation and tracing, written once for every protocol."""

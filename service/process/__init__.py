@@ -1,0 +1,1 @@
+"""Process-level pieces: settings from flags and environment, logging, TLS, the start-up self-warm-up."""

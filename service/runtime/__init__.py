@@ -1,0 +1,1 @@
+"""The model runtime: the only code that calls TensorFlow at serve time."""
