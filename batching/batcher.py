@@ -164,7 +164,7 @@ class Batcher(Generic[T, R]):
         # (removal from the middle is O(n)); _queue_depth counts only live ones.
         self._queue: deque[_Item] = deque()
         self._queue_depth = 0
-        self._reserved = 0  # room held for items still being prepared (see reserve())
+        self._reserved = 0  # room held by reservations: items reserved, not yet submitted (see reserve())
         self._dropped_in_queue = 0
         self._running_batches = 0
         self._batch_ids = itertools.count(1)
@@ -202,15 +202,18 @@ class Batcher(Generic[T, R]):
 
     @property
     def reserved(self) -> int:
-        """Items admitted by reserve() and not yet submitted (e.g. images still being decoded)."""
+        """Items reserved: room held by reserve() for items not yet submitted. The service's data plane
+        reserves room for a request's images before decoding them, so it reports this count as the backlog
+        stage ``decoding``; the batcher names the mechanism, not what the caller does meanwhile."""
         return self._reserved
 
     def reserve(self, count: int, *, deadline: float | None = None) -> "Reservation":
-        """Hold queue room for ``count`` items that are still being prepared.
+        """Hold queue room for ``count`` items the caller has yet to make (the data plane decodes images
+        meanwhile); they count as ``reserved`` until submitted or released.
 
-        Admission then happens before the caller's preparation work (decoding, say), not after it:
-        under overload a request is refused at once instead of after waiting for its turn to be
-        prepared, and the work admitted is bounded by the same ``max_enqueued_items``. Use as a
+        Admission then happens before the caller's work on the items (decoding, say), not after it:
+        under overload a request is refused at once instead of after waiting for its turn at that
+        work, and the work admitted is bounded by the same ``max_enqueued_items``. Use as a
         context manager and pass it to ``submit(reservation=...)``; leaving the block unused gives
         the room back. Raises ``QueueFullError``, ``UnmeetableDeadlineError`` (items reserved by
         others count as ahead of these) or ``BatcherClosedError`` like ``submit``.
@@ -230,9 +233,9 @@ class Batcher(Generic[T, R]):
         limit = self._parameters.max_enqueued_items
         if self._queue_depth + self._reserved + count > limit:
             self._notify("on_rejected", count, "queue_full")
-            admitted = f" (+{self._reserved} admitted, not yet submitted)" if self._reserved else ""
+            reserved = f" (+{self._reserved} reserved)" if self._reserved else ""
             raise QueueFullError(
-                f"batcher {self._name!r}: {self._queue_depth} of {limit} queued items{admitted}, "
+                f"batcher {self._name!r}: {self._queue_depth} of {limit} queued items{reserved}, "
                 f"no room for {count} more"
             )
 
@@ -292,8 +295,8 @@ class Batcher(Generic[T, R]):
     @property
     def idle(self) -> bool:
         """An item submitted now would start a batch at once, alone: nothing is queued or reserved, a
-        batch thread is free and ``dispatch_when_idle`` is on. Callers use it to skip preparation
-        work they would otherwise overlap with a running batch (see service.dataplane)."""
+        batch thread is free and ``dispatch_when_idle`` is on. Callers use it to skip work on the
+        items (decoding, say) that would otherwise overlap with a running batch (see service.dataplane)."""
         return (
             self._queue_depth == 0
             and self._reserved == 0
@@ -301,10 +304,6 @@ class Batcher(Generic[T, R]):
             and self._parameters.dispatch_when_idle
             and not self._closed
         )
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def start(self) -> None:
         """Start the dispatcher on the running loop; ``submit`` does this on first use."""
@@ -354,7 +353,7 @@ class Batcher(Generic[T, R]):
             if deadline <= now:
                 self._notify("on_rejected", count, "deadline")
                 raise DeadlineExceededError("deadline passed before the request was enqueued")
-            # Checked again after a reservation: preparing the items took time, and the queue moved.
+            # Checked again after a reservation: making the items (decoding) took time, and the queue moved.
             ahead = self._queue_depth + (0 if reservation else self._reserved)
             judged = self._check_deadline(count, ahead, deadline)
 

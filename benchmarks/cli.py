@@ -8,49 +8,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import uvloop
 
-from .corpus import jpeg_corpus
-from .load import PROTOCOLS, LevelResult, Workload, closed_loop, open_loop
-from .report import plot_levels, print_levels, write_json
-from .server_stats import scrape
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip()]
-
-
-def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
-    """What to send, and in which protocol: shared by `load` and `compare`."""
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="tfs-grpc",
-                        help="TF Serving gRPC (default), TF Serving REST, or KServe v2 gRPC (Triton, MLServer)")
-    parser.add_argument("--model", default="inception", help="the model's name on the server (default inception)")
-    parser.add_argument(
-        "--input", choices=["jpeg", "pixels", "tensor"], default="jpeg",
-        help="jpeg: one encoded image per request (input 'images'); pixels: float [1,H,W,3] (input 'pixels'); "
-        "tensor: random values of --tensor-shape and --tensor-dtype under --tensor-name, for any model",
-    )
-    parser.add_argument("--pixels-size", type=int, default=32, help="H and W for --input pixels (default 32)")
-    parser.add_argument("--tensor-name", default="x", help="input name for --input tensor (default x)")
-    parser.add_argument("--tensor-shape", type=_int_list, default=[1, 32, 32, 3],
-                        help="shape for --input tensor, batch dimension included (default 1,32,32,3)")
-    parser.add_argument("--tensor-dtype", choices=["float32", "float64", "int32", "int64"], default="float32")
-    parser.add_argument("--signature", default=None,
-                        help="TF Serving signature (default: predict_images for jpeg, classify_pixels for pixels, "
-                        "the server's default for tensor); KServe v2 has none")
-
-
-def workload_from_args(args: argparse.Namespace) -> Workload:
-    if args.input == "jpeg":
-        return Workload.encoded_images(args.model, jpeg_corpus(64), signature=args.signature or "predict_images",
-                                       protocol=args.protocol)
-    if args.input == "pixels":
-        return Workload.pixels(args.model, args.pixels_size, args.pixels_size, protocol=args.protocol)
-    rng = np.random.default_rng(0)
-    arrays = [(rng.random(args.tensor_shape) * 100).astype(args.tensor_dtype) for _ in range(16)]
-    return Workload.tensors(args.model, args.tensor_name, arrays, signature=args.signature or "",
-                            protocol=args.protocol)
+from benchmarks.arguments import add_workload_arguments, int_list, workload_from_args
+from benchmarks.compare import add_parser as add_compare_parser, run_compare
+from benchmarks.corpus import jpeg_corpus
+from benchmarks.levels import run_levels
+from benchmarks.report import plot_levels, print_levels, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--target", required=True, help="HOST:PORT of the server (the REST port for tfs-rest)")
     add_workload_arguments(load)
-    load.add_argument("--concurrency", type=_int_list, default=[1, 4, 16, 32, 64], help="closed-loop levels, e.g. 1,4,16")
+    load.add_argument("--concurrency", type=int_list, default=[1, 4, 16, 32, 64], help="closed-loop levels, e.g. 1,4,16")
     load.add_argument("--rate", type=float, default=None, help="also run open-loop load at this many requests/s")
     load.add_argument("--duration", type=float, default=10.0, help="measured seconds per level (default 10)")
     load.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level (default 3)")
@@ -83,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inprocess = commands.add_parser("inprocess", help="the exported model's predict_images, in this process")
     inprocess.add_argument("model_dir", type=Path, help="a SavedModel version directory, e.g. models/inception/1")
-    inprocess.add_argument("--batch-sizes", type=_int_list, default=[1, 8, 16, 32])
+    inprocess.add_argument("--batch-sizes", type=int_list, default=[1, 8, 16, 32])
     inprocess.add_argument("--seconds", type=float, default=6.0, help="seconds per batch size")
 
     floor = commands.add_parser("floor-server", help="serve the bare grpc.aio + numpy baseline")
@@ -108,13 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--models", type=Path, default=Path("models/bench"), help="exported models are cached here")
     suite.add_argument("--duration", type=float, default=10.0, help="measured seconds per level")
     suite.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level")
-    suite.add_argument("--concurrency", type=_int_list, default=[1, 4, 16, 32, 64])
+    suite.add_argument("--concurrency", type=int_list, default=[1, 4, 16, 32, 64])
     suite.add_argument("--skip-bf16", action="store_true", help="skip the bfloat16 precision goal")
     suite.add_argument("--rounds", type=int, default=5,
                        help="rounds of alternating blocks per goal comparison (goal 4: twice as many; goal 2: 40 request pairs per round; default 5)")
-    from .compare import add_parser as add_compare
-
-    add_compare(commands, _int_list, add_workload_arguments)
+    add_compare_parser(commands)
     return parser
 
 
@@ -123,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "load":
         return uvloop.run(_run_load(args))
     if args.command == "inprocess":
-        from .inprocess import measure_in_process
+        from benchmarks.inprocess import measure_in_process
 
         result = measure_in_process(args.model_dir, jpeg_corpus(64), args.batch_sizes, args.seconds)
         for level in result.levels:
@@ -131,27 +93,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"in-process limit: {result.best.images_per_s:.2f} img/s at batch {result.best.batch_size}")
         return 0
     if args.command == "floor-server":
-        from .floor_server import serve_floor
+        from benchmarks.floor_server import serve_floor
 
         uvloop.run(serve_floor(args.host, args.port))
         return 0
     if args.command == "goodput":
         if args.in_process:
-            from .goodput import print_simulated, simulate
+            from benchmarks.goodput import print_simulated, simulate
 
             report = simulate(duration_s=args.duration)
             print_simulated(report)
             write_json(args.out / "goodput_in_process.json", report)
             return 0
-        from .suite import run_goodput_only
+        from benchmarks.suite import run_goodput_only
 
         return run_goodput_only(args)
     if args.command == "compare":
-        from .compare import run_compare
-
         return run_compare(args)
     if args.command == "suite":
-        from .suite import run_suite
+        from benchmarks.suite import run_suite
 
         return run_suite(args)
     return 2
@@ -161,7 +121,7 @@ async def _run_load(args: argparse.Namespace) -> int:
     limit = None
     report: dict[str, object] = {"target": args.target, "model": args.model, "input": args.input}
     if args.inprocess_model:
-        from .inprocess import measure_in_process
+        from benchmarks.inprocess import measure_in_process
 
         in_process = await asyncio.to_thread(measure_in_process, args.inprocess_model, jpeg_corpus(64))
         limit = in_process.best.images_per_s
@@ -176,37 +136,3 @@ async def _run_load(args: argparse.Namespace) -> int:
     failed = sum(sum(level.errors.values()) for level in levels)
     return 0 if failed == 0 or args.rate else 1
 
-
-async def run_levels(
-    target: str,
-    workload: Workload,
-    concurrencies: Sequence[int],
-    rate: float | None,
-    duration: float,
-    warmup: float,
-    metrics_url: str | None,
-) -> list[LevelResult]:
-    """Each level in turn, with the server's own batch-size and memory record around it."""
-    from rich.progress import Progress
-
-    plans: list[tuple[str, float | int]] = [("closed", c) for c in concurrencies]
-    if rate:
-        plans.append(("open", rate))
-    levels = []
-    with Progress(transient=True) as progress:
-        for mode, value in plans:
-            task = progress.add_task(f"{mode} {'c=' if mode == 'closed' else ''}{value:g}", total=duration + warmup)
-
-            def tick(seconds: float, task=task) -> None:
-                progress.advance(task, seconds)
-
-            before = await asyncio.to_thread(scrape, metrics_url)
-            if mode == "closed":
-                level = await closed_loop(target, workload, int(value), duration, warmup, on_tick=tick)
-            else:
-                level = await open_loop(target, workload, float(value), duration, min(warmup, 1.0), on_tick=tick)
-            after = await asyncio.to_thread(scrape, metrics_url)
-            level.mean_batch_size = after.mean_batch_size_since(before)
-            level.server_rss_bytes = after.rss_bytes
-            levels.append(level)
-    return levels

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .interleave import Comparison, server_block
-from .load import LevelResult
-from .report import write_json
+from benchmarks.arguments import add_workload_arguments, int_list, workload_from_args
+from benchmarks.interleave import Comparison, server_block
+from benchmarks.load import LevelResult
+from benchmarks.report import write_json
 
 
 def alternate_blocks(
@@ -55,8 +56,6 @@ def compare_blocks(a_blocks: list[LevelResult], b_blocks: list[LevelResult]) -> 
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .cli import workload_from_args
-
     workload = workload_from_args(args)
     report: dict[str, object] = {"a": args.a, "b": args.b, "protocol": args.protocol, "model": args.model,
                                  "input": args.input,
@@ -88,10 +87,7 @@ def print_summary(concurrency: int, summary: dict[str, object]) -> None:
         print(f"  errors: {errors}")
 
 
-def add_parser(
-    commands: argparse._SubParsersAction, int_list: Callable[[str], list[int]],
-    add_workload_arguments: Callable[[argparse.ArgumentParser], None],
-) -> None:
+def add_parser(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
         "compare", help="two running servers under the same load, alternating ABBA rounds; prints B ÷ A"
     )

@@ -22,11 +22,11 @@ import uvloop
 
 from batching import Batcher, BatchingParameters, DeadlinePolicy, QueueFullError, UnmeetableDeadlineError
 
-from .interleave import server_block
-from .launcher import our_server
-from .load import LevelResult, Workload, open_loop
-from .report import goal
-from .server_stats import ServerSnapshot, scrape
+from benchmarks.interleave import server_block
+from benchmarks.launcher import our_server
+from benchmarks.load import LevelResult, Workload, open_loop
+from benchmarks.report import goal
+from benchmarks.server_stats import ServerSnapshot, scrape
 
 REFUSED = "RESOURCE_EXHAUSTED"  # how the server answers a request it will not run
 CAPACITY_CLIENTS = 32

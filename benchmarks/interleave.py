@@ -14,7 +14,7 @@ from typing import Callable, Literal
 
 import uvloop
 
-from .load import LevelResult, Workload, closed_loop
+from benchmarks.load import LevelResult, Workload, closed_loop
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from .load import LevelResult
+from benchmarks.load import LevelResult
 
 _console = Console(stderr=True)
 

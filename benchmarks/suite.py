@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import uvloop
 
-from .cli import run_levels
-from .corpus import jpeg_corpus
-from .goodput import goals as goodput_goals, print_cases, run_goodput
-from .inprocess import InProcessModel, measure_in_process
-from .interleave import alternate, paired, server_block
-from .launcher import floor_server, our_server
-from .load import LevelResult, SingleRequests, Workload
-from .report import goal, plot_levels, print_levels, write_json
-from .server_stats import scrape
+from benchmarks.corpus import jpeg_corpus
+from benchmarks.goodput import goals as goodput_goals, print_cases, run_goodput
+from benchmarks.inprocess import InProcessModel, measure_in_process
+from benchmarks.interleave import alternate, paired, server_block
+from benchmarks.launcher import floor_server, our_server
+from benchmarks.levels import run_levels
+from benchmarks.load import LevelResult, SingleRequests, Workload
+from benchmarks.report import goal, plot_levels, print_levels, write_json
+from benchmarks.server_stats import scrape
 
 # CPU: batch 16 is this network's best in-process batch size (32 is slower), and padding would only
 # add work, so no allowed_batch_sizes (the signatures never retrace for a new batch size).

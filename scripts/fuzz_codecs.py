@@ -52,7 +52,9 @@ from tensorflow.core.framework import tensor_pb2, types_pb2  # noqa: E402
 from tritonclient.grpc import service_pb2  # noqa: E402
 
 from service.errors import InvalidInputError  # noqa: E402
-from service.adapters.rest_api import json_tensors, tensor_proto, v2  # noqa: E402
+from service.adapters.rest_api import json_answers, json_body, json_examples, json_tensors  # noqa: E402
+from service.adapters.kserve_api import v2_tensors as v2  # noqa: E402
+from service.tensors import tensor_proto  # noqa: E402
 from service.tensors.dtypes import BY_NUMPY, BY_TF_ENUM, BY_V2_NAME, DType  # noqa: E402
 from service.tensors.spec import PREDICT_METHOD, SignatureSpec, TensorSpec  # noqa: E402
 
@@ -468,7 +470,7 @@ def check_array(array: Any, dtype: DType, what: str) -> None:
 
 def json_target(rng: random.Random, data: bytes, made_for: SignatureSpec) -> str:
     try:
-        body = json_tensors.loads(data)
+        body = json_body.loads(data)
     except InvalidInputError as error:
         check_refusal(error)
         return "refused"
@@ -484,13 +486,13 @@ def json_target(rng: random.Random, data: bytes, made_for: SignatureSpec) -> str
         for name, array in arrays.items():
             check_array(array, spec.inputs[name].dtype, f"input '{name}'")
         try:  # the same arrays as a model's outputs, written back as TF Serving writes them
-            written = json_tensors.dumps(json_tensors.predict_response(arrays, row_format))
+            written = json_answers.dumps(json_answers.predict_response(arrays, row_format))
             check(isinstance(json.loads(written), dict), "predict_response did not write an object")
         except InvalidInputError as error:
             check_refusal(error)
         outcomes.append("accepted")
     try:
-        examples = json_tensors.examples_from_json(body)
+        examples = json_examples.examples_from_json(body)
     except InvalidInputError as error:
         check_refusal(error)
     else:

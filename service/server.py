@@ -27,7 +27,7 @@ from service.dataplane.dataplane import DataPlane
 from service.errors import one_line
 from service.adapters.grpc_api.model_service import ModelServicer
 from service.adapters.grpc_api.prediction_service import PredictionServicer
-from service.adapters.grpc_api.observability import RpcObserver
+from service.adapters.grpc_api.rpc_observer import RpcObserver
 from service.observability.observation import RequestObserver
 from service.adapters.grpc_api.routing import MethodRouter
 from service.adapters.grpc_api.undecodable import reject_undecodable_requests
@@ -126,7 +126,7 @@ class ModelServer:
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(
             self.dataplane, tensor_content=settings.enable_serialization_as_tensor_content), router)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(
-            self.models, reload_enabled=settings.enable_model_config_reload, admin=settings.admin_access), router)
+            self.dataplane, reload_enabled=settings.enable_model_config_reload, admin=settings.admin_access), router)
         kserve_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane), router)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, router)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(

@@ -13,32 +13,35 @@ from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import classification_pb2, predict_pb2
 
 from service.errors import InvalidInputError
+from service.runtime.signatures import ENCODED_IMAGES_SIGNATURE, IMAGE_INPUT_BY_SIGNATURE, image_items
 from service.tensors import image_inputs
+from service.tensors.tensor_proto import to_array
 from service.dataplane.image_limits import ImageTooLargeError, check_pixel_count
 
+SIGNATURE_BY_INPUT = {name: signature for signature, name in IMAGE_INPUT_BY_SIGNATURE.items()}
 ACCEPTABLE = (DecodeError, InvalidInputError, ImageTooLargeError)
 MAX_PIXELS = 1_000_000
 
 
 def decode_predict(data: bytes) -> int:
+    """As the image path reads a Predict: each tensor to an array, then its images (or pixels)."""
     request = predict_pb2.PredictRequest()
     request.ParseFromString(data)
     decoded = 0
     for key, tensor in request.inputs.items():
+        signature = SIGNATURE_BY_INPUT.get(key, ENCODED_IMAGES_SIGNATURE)
+        items = image_items(signature, to_array(tensor, key), None)
         if key == "pixels":
-            array = image_inputs.float_array(tensor, key)
-            assert array.dtype.name == "float32"
-            assert list(array.shape) == [d.size for d in tensor.tensor_shape.dim]
-            decoded += array.size
+            assert items.dtype.name == "float32"  # type: ignore[union-attr]
+            assert list(items.shape) == [d.size for d in tensor.tensor_shape.dim]  # type: ignore[union-attr]
+            decoded += items.size  # type: ignore[union-attr]
             continue
-        values = image_inputs.string_vector(tensor, key)
-        assert len(values) == tensor.tensor_shape.dim[0].size
-        if key == "inputs":
-            values = image_inputs.image_bytes_from_serialized_examples(values, key)
-        for value in values:
+        if key != "inputs":
+            assert len(items) == tensor.tensor_shape.dim[0].size
+        for value in items:
             assert isinstance(value, bytes)
             check_pixel_count(value, MAX_PIXELS)
-        decoded += len(values)
+        decoded += len(items)
     return decoded
 
 

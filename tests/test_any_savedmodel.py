@@ -570,7 +570,7 @@ def test_kserve_refuses_what_the_signature_does_not_take(triton):
     assert "input 'x' is DT_DOUBLE" in refused.value.message()
     with pytest.raises(InferenceServerException) as refused:
         triton_infer(triton, "half_plus_two", {"x": np.ones((1, 1), np.float32)}, outputs=["z"])
-    assert "unknown outputs ['z']" in refused.value.message()
+    assert "output tensor alias not found in signature: z" in refused.value.message()
 
 
 # -- TF Serving REST ---------------------------------------------------------------------------------------

@@ -363,14 +363,14 @@ async def test_full_queue_refuses_at_once_and_enqueues_nothing(gate: threading.E
 async def test_reserved_room_counts_against_the_queue_bound_until_submitted_or_released(
     gate: threading.Event,
 ) -> None:
-    """Admission before preparation: room reserved for items still being decoded is refused to others."""
+    """Admission before decoding: room reserved for items not yet submitted is refused to others."""
     model = FakeModel(gate=gate)
     listener = RecordingListener()
     async with make_batcher(model, listener, max_batch_size=2, max_enqueued_batches=2) as batcher:
         busy = await hold_model_busy(batcher)
         with batcher.reserve(3) as reservation:
             assert batcher.reserved == 3 and batcher.queue_depth == 0
-            with pytest.raises(QueueFullError, match="0 of 4 queued items \\(\\+3 admitted"):
+            with pytest.raises(QueueFullError, match="0 of 4 queued items \\(\\+3 reserved\\)"):
                 await batcher.submit([4, 5])
             queued = asyncio.ensure_future(batcher.submit([1, 2, 3], reservation=reservation))
             await eventually(lambda: batcher.queue_depth == 3)
@@ -637,7 +637,7 @@ async def test_idle_only_while_nothing_is_queued_reserved_or_running(gate: threa
     async with make_batcher(model, max_batch_size=4, num_batch_threads=1) as batcher:
         assert batcher.idle
         with batcher.reserve(1):
-            assert not batcher.idle  # an item being prepared will join the next batch
+            assert not batcher.idle  # a reserved item will join the next batch
         assert batcher.idle
         busy = await hold_model_busy(batcher)
         assert not batcher.idle  # the only batch thread is taken

@@ -20,7 +20,9 @@ from server_process import REPO_ROOT
 from service.errors import InvalidInputError
 from service.adapters.kserve_api import v2_tensors as v2
 from service.tensors.dtypes import BY_V2_NAME
-from service.adapters.rest_api.json_tensors import examples_from_json, loads, parse_predict_request
+from service.adapters.rest_api.json_body import loads
+from service.adapters.rest_api.json_examples import examples_from_json
+from service.adapters.rest_api.json_tensors import parse_predict_request
 from service.tensors.spec import SignatureSpec, TensorSpec
 from service.tensors.tensor_proto import MAX_RANK, to_array
 

@@ -12,6 +12,7 @@ import pytest
 
 from batching import BatchingParameters
 from service.models import heap
+from service.models.model_config import ModelSource
 from service.models.model_manager import ModelManager
 
 
@@ -53,7 +54,8 @@ async def test_loading_and_replacing_versions_refreezes_the_heap(model_base: Pat
     died_while_frozen = weakref.ref(cycle)
     models = ModelManager(BatchingParameters(max_batch_size=4))
     try:
-        first = await models.load_latest("tiny", model_base)  # freezes `cycle` with everything else
+        await models.add_model(ModelSource("tiny", model_base))  # freezes `cycle` with everything else
+        first = models.get("tiny")
         frozen_with_first = gc.get_freeze_count()
         assert frozen_with_first > 10_000  # TensorFlow and the loaded graph: far more than this
 

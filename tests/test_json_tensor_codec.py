@@ -13,16 +13,10 @@ from tensorflow.core.example import example_pb2
 
 from service.errors import InvalidInputError
 from service.tensors.dtypes import BY_NUMPY, BY_TF_ENUM, DType
-from service.adapters.rest_api.json_tensors import (
-    MAX_TENSOR_DEPTH,
-    classify_response,
-    dumps,
-    examples_from_json,
-    loads,
-    parse_predict_request,
-    predict_response,
-    regress_response,
-)
+from service.adapters.rest_api.json_answers import classify_response, dumps, predict_response, regress_response
+from service.adapters.rest_api.json_body import loads
+from service.adapters.rest_api.json_examples import examples_from_json
+from service.adapters.rest_api.json_tensors import MAX_TENSOR_DEPTH, parse_predict_request
 from service.tensors.spec import SignatureSpec, TensorSpec
 
 FLOAT32, FLOAT64 = BY_NUMPY[np.dtype(np.float32)], BY_NUMPY[np.dtype(np.float64)]

@@ -98,7 +98,7 @@ def test_infer_fp32_pixels(client):
         (MODEL, "x", lambda: [images_input([jpeg(1)])], grpc.StatusCode.INVALID_ARGUMENT, "model_version"),
         (MODEL, "", lambda: [images_input([b"not an image"])], grpc.StatusCode.INVALID_ARGUMENT, "images[0]"),
         (MODEL, "", lambda: [images_input([jpeg(1)]), images_input([jpeg(2)])], grpc.StatusCode.INVALID_ARGUMENT,
-         "exactly one input"),
+         "given twice"),
     ],
     ids=["unknown-model", "unknown-version", "bad-version", "undecodable", "two-inputs"],
 )

@@ -298,7 +298,7 @@ def test_a_config_file_that_does_not_parse_stops_start_up_in_tf_servings_words(t
 
 
 def test_version_directories_are_numbers_zero_padded_or_not_and_nothing_else(tmp_path, tiny_model_base):
-    from service.models.model_manager import find_versions
+    from service.models.version_dirs import find_versions
 
     for name in ("00000123", "7", "007", "1.5", "latest", "²", ".staging-9"):
         shutil.copytree(tiny_model_base / "1", tmp_path / name)

@@ -209,6 +209,34 @@ async def test_backlog_counts_images_still_being_decoded(held_server, monkeypatc
         await asyncio.gather(first, decoding)
 
 
+async def test_inflight_requests_are_the_inference_requests_holding_a_version(held_server) -> None:
+    """One in-flight count: the model manager's leases, what --max_inflight_requests limits. Status and health
+    calls answered meanwhile hold no version and are not in it; inference_queue_depth is the queued stage."""
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    server, gate, _ = held_server
+    queued = 3
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        first, rest = await hold_then_queue(server, gate, stub, queued)
+        status = get_model_status_pb2.GetModelStatusRequest()
+        status.model_spec.name = MODEL
+        await model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status, timeout=10)
+        await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+
+        held = await asyncio.to_thread(scrape, server.metrics_port)
+        assert server.models.in_flight_requests == server.models.in_flight_requests_of(MODEL) == queued + 1
+        assert value(held, "inference_inflight_requests", model=MODEL) == queued + 1
+        assert [labels for (name, labels) in samples(held) if name == "inference_inflight_requests"] == [
+            frozenset({("model", MODEL)})
+        ], "one series per served model; calls naming no model hold no version"
+        assert value(held, "inference_queue_depth", model=MODEL) == value(
+            held, "inference_backlog", model=MODEL, stage="queued") == queued
+        gate.set()
+        await asyncio.gather(first, *rest)
+    assert server.models.in_flight_requests == 0
+
+
 async def test_batch_span_links_every_request_span_it_served(held_server) -> None:
     server, gate, receiver = held_server
     clients = [traceparent() for _ in range(3)]
@@ -418,7 +446,7 @@ def test_every_request_naming_a_model_is_labelled_with_it():
     from tensorflow_serving.apis import predict_pb2
     from tritonclient.grpc import service_pb2 as kserve
 
-    from service.adapters.grpc_api.observability import requested_model
+    from service.adapters.grpc_api.rpc_observer import requested_model
 
     predict = predict_pb2.PredictRequest()
     predict.model_spec.name = "a"

@@ -1,4 +1,5 @@
-"""Property tests for request decoding (service/grpc_api/image_inputs.py and the image header check):
+"""Property tests for the image path's request decoding (TensorProto to array, then the images or pixels an
+image signature's input carries: service/runtime/signatures.py image_items, and the image header check):
 whatever the tensors or bytes, decoding returns values consistent with the declared shape or raises an
 error the server maps to INVALID_ARGUMENT; nothing else escapes. A short run of the fuzz target is
 included here; scripts/fuzz_request_decoding.py runs it for 100,000+ inputs."""
@@ -17,7 +18,9 @@ from tensorflow_serving.apis import predict_pb2  # noqa: E402
 
 from request_fuzzing import ACCEPTABLE, decode_request  # noqa: E402
 from service.errors import InvalidInputError  # noqa: E402
+from service.runtime.signatures import ENCODED_IMAGES_SIGNATURE, PIXELS_SIGNATURE, image_items  # noqa: E402
 from service.tensors import image_inputs  # noqa: E402
+from service.tensors.tensor_proto import to_array  # noqa: E402
 
 DTYPES = [types_pb2.DT_STRING, types_pb2.DT_FLOAT, types_pb2.DT_INT32, types_pb2.DT_HALF, 0, 9999]
 dims = st.lists(st.integers(-3, 6) | st.sampled_from([2**31, 2**62]), max_size=4)
@@ -40,27 +43,30 @@ def tensors(draw: st.DrawFn) -> tensor_pb2.TensorProto:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tensors())
-def test_string_vector_matches_its_declared_shape_or_is_refused(tensor):
+def test_images_match_their_declared_shape_or_are_refused(tensor):
     try:
-        values = image_inputs.string_vector(tensor, "images")
+        values = image_items(ENCODED_IMAGES_SIGNATURE, to_array(tensor, "images"), None)
     except InvalidInputError as error:
         assert "'images'" in str(error)
         return
     assert tensor.dtype == types_pb2.DT_STRING
-    assert [d.size for d in tensor.tensor_shape.dim] == [len(values)]
-    assert values == list(tensor.string_val)
+    shape = [d.size for d in tensor.tensor_shape.dim]
+    assert shape in ([len(values)], [len(values), 1])
+    assert all(isinstance(value, bytes) for value in values)
+    if values and len(tensor.string_val) >= len(values):
+        assert values == list(tensor.string_val)[: len(values)]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tensors())
-def test_float_array_matches_its_declared_shape_or_is_refused(tensor):
+def test_pixels_match_their_declared_shape_or_are_refused(tensor):
     try:
-        array = image_inputs.float_array(tensor, "pixels")
+        array = image_items(PIXELS_SIGNATURE, to_array(tensor, "pixels"), None)
     except InvalidInputError as error:
         assert "'pixels'" in str(error)
         return
     shape = [d.size for d in tensor.tensor_shape.dim]
-    assert array.dtype == np.float32 and list(array.shape) == shape
+    assert array.dtype == np.float32 and list(array.shape) == shape and len(shape) == 4
     assert all(d >= 0 for d in shape)
 
 

@@ -136,7 +136,7 @@ def test_status_and_metadata_in_tf_serving_json(port):
         ("POST", f"/v1/models/{MODEL}:predict", {"signature_name": "predict_images"}, 400, "instances"),
         ("POST", f"/v1/models/{MODEL}:predict", {"signature_name": "bogus", "instances": []}, 400, "bogus"),
         ("POST", f"/v1/models/{MODEL}:predict",
-         {"signature_name": "predict_images", "instances": [{"b64": "%%%"}]}, 400, "images[0]"),
+         {"signature_name": "predict_images", "instances": [{"b64": "%%%"}]}, 400, "element: 0 key: images"),
         ("POST", f"/v1/models/{MODEL}:predict",
          {"signature_name": "predict_images", "instances": [b64(b"not an image")]}, 400, "images[0]"),
         ("POST", f"/v1/models/{MODEL}:predict",

@@ -192,8 +192,8 @@ def test_wrong_dtype_and_shape_are_invalid_argument(stub):
     request.model_spec.signature_name = "predict_images"
     request.inputs["images"].CopyFrom(tf.make_tensor_proto([1.0, 2.0]))
     assert_status(lambda: stub.Predict(request, 10.0), grpc.StatusCode.INVALID_ARGUMENT, "DT_STRING", "DT_FLOAT")
-    request.inputs["images"].CopyFrom(tf.make_tensor_proto([[jpeg(1)]], shape=[1, 1]))
-    assert_status(lambda: stub.Predict(request, 10.0), grpc.StatusCode.INVALID_ARGUMENT, "1-D", "[1, 1]")
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto([[jpeg(1), jpeg(2)]], shape=[1, 2]))
+    assert_status(lambda: stub.Predict(request, 10.0), grpc.StatusCode.INVALID_ARGUMENT, "[N] or [N, 1]", "[1, 2]")
     request.inputs["extra"].CopyFrom(tf.make_tensor_proto([jpeg(1)], shape=[1]))
     assert_status(lambda: stub.Predict(request, 10.0), grpc.StatusCode.INVALID_ARGUMENT, "extra")
 

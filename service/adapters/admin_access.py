@@ -21,10 +21,6 @@ class AdminAccess:
     header: tuple[str, str] | None = None  # (metadata key, secret value)
     client_cert_names: frozenset[str] = frozenset()  # certificate common names or subject alternative names
 
-    @property
-    def configured(self) -> bool:
-        return self.header is not None or bool(self.client_cert_names)
-
     def check(self, context: grpc.aio.ServicerContext, call: str) -> None:
         """Raise PermissionDeniedError unless the caller presents the header or a listed certificate."""
         if self.header is not None and _has_header(context.invocation_metadata() or (), *self.header):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from functools import cache
-from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from google.protobuf import wrappers_pb2  # noqa: F401  (registers wrappers.proto in the default pool)
@@ -93,5 +92,3 @@ def parse_batching_parameters(text: str, defaults: BatchingParameters | None = N
     return BatchingParameters(**merged)
 
 
-def parse_batching_parameters_file(path: Path, defaults: BatchingParameters | None = None) -> BatchingParameters:
-    return parse_batching_parameters(path.read_text(encoding="utf-8"), defaults)

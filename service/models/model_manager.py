@@ -14,109 +14,34 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from batching import Batcher, BatchInfo, BatchingParameters, BatchListener, DeadlinePolicy, ListenerGroup
+from batching import Batcher, BatchingParameters, BatchListener, DeadlinePolicy, ListenerGroup
 
 from service.models import heap
-from service.errors import InvalidInputError, ModelNotFoundError, UnavailableError, one_line, servable_not_found
+from service.errors import InvalidInputError, ModelNotFoundError, UnavailableError, servable_not_found
 from service.models.model_config import ModelSource
 from service.models.batch_size_tuning import BatchSizeChoice, choose_batch_size
-from service.runtime.model_runtime import DEFAULT_TAGS, ModelLoadError, ModelRuntime, Prediction
+from service.runtime.model_runtime import DEFAULT_TAGS, ModelLoadError, ModelRuntime
 from service.models.signature_batching import SignatureBatchers
-from service.models.warmup import WARMUP_FILE, read_warmup_requests, run_recorded_predictions
+from service.models.served_version import (
+    LeaseCount,
+    ServedVersion,
+    StuckWatch,
+    VersionState,
+    close_batchers,
+    seeded_weights_warning,
+)
+from service.models.version_dirs import describe_base_path, describe_load_failure, find_versions
+from service.models.recorded_warmup import WARMUP_FILE, read_warmup_requests, run_recorded_predictions
 
 _log = logging.getLogger(__name__)
-
-
-class VersionState(enum.Enum):
-    """Names and order follow TF Serving's ModelVersionStatus.State."""
-
-    START = "START"
-    LOADING = "LOADING"
-    AVAILABLE = "AVAILABLE"
-    UNLOADING = "UNLOADING"
-    END = "END"
-
-
-@dataclass
-class ServedVersion:
-    name: str
-    version: int
-    path: Path
-    state: VersionState = VersionState.START
-    error: str = ""
-    runtime: ModelRuntime | None = None
-    batcher: Batcher[object, Prediction] | None = None  # the image fast path's (models with the image contract)
-    signature_batchers: SignatureBatchers | None = None  # every other signature's, by signature and row shapes
-    loaded_seconds: float = 0.0
-    batching: BatchingParameters | None = None  # this version's (with --max_batch_size=auto, its measured size)
-    batch_size_choice: BatchSizeChoice | None = None  # how --max_batch_size=auto chose, with the curve
-    # time.monotonic() when a batch first ran past --batch_execution_timeout_seconds, until a batch completes
-    stuck_since: float | None = None
-    # Requests that picked this version and have not had their answer yet (see ModelManager.lease).
-    in_flight: int = 0
-    # Its export_metadata.json says "weights": "random": the export had no trained weights, so its labels mean
-    # nothing. Kept here (not read from the runtime) so metrics can read it from the scrape thread.
-    seeded_weights: bool = False
-    _idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    @property
-    def queue_depth(self) -> int:
-        """Items waiting for a batch in any of this version's batchers."""
-        depth = self.batcher.queue_depth if self.batcher is not None else 0
-        return depth + (self.signature_batchers.queue_depth if self.signature_batchers is not None else 0)
-
-    def backlog(self) -> dict[str, int]:
-        """Items admitted and not yet answered, by stage: decoding (images admitted, waiting for or in the
-        decode pool), queued (waiting for a batch), running (in a batch being computed)."""
-        image, signatures = self.batcher, self.signature_batchers
-        return {
-            "decoding": image.reserved if image is not None else 0,
-            "queued": self.queue_depth,
-            "running": (image.running_items if image is not None else 0)
-            + (signatures.running_items if signatures is not None else 0),
-        }
-
-    def lease(self) -> _Lease:
-        """Keep this version from unloading until the block exits (the request has its answer)."""
-        if self.state is not VersionState.AVAILABLE:  # picked, then an adapter awaited before leasing
-            raise UnavailableError(f"model '{self.name}' version {self.version} is {self.state.value}: retry")
-        return _Lease(self)
-
-    async def _wait_idle(self) -> None:
-        if self.in_flight:
-            await self._idle.wait()
-
-
-class _Lease:
-    """A class, not a generator context manager: one is taken per request."""
-
-    __slots__ = ("_served",)
-
-    def __init__(self, served: ServedVersion) -> None:
-        self._served = served
-
-    def __enter__(self) -> ServedVersion:
-        served = self._served
-        if served.in_flight == 0:
-            served._idle.clear()
-        served.in_flight += 1
-        return served
-
-    def __exit__(self, *exc_info: object) -> None:
-        served = self._served
-        served.in_flight -= 1
-        if served.in_flight == 0:
-            served._idle.set()
 
 
 @dataclass
@@ -129,80 +54,6 @@ class _Model:
     @property
     def name(self) -> str:
         return self.source.name
-
-
-def find_versions(base_path: Path) -> dict[int, Path]:
-    """Version number -> directory, for the subdirectories named by a number that hold a saved_model.pb
-    (TF Serving's layout). Zero-padded names count (`00000123/` is version 123); other names are ignored.
-    Should two names give one number (`7/` and `007/`), the shorter wins, and the choice is logged.
-
-    A version directory the server may not look into counts as a version, so that its load fails and says
-    why, instead of the version silently not existing. Raises ModelLoadError when the base path cannot be
-    listed."""
-    if not base_path.is_dir():
-        return {}
-    found: dict[int, Path] = {}
-    try:
-        entries = sorted(base_path.iterdir(), key=lambda path: (len(path.name), path.name))
-    except OSError as error:
-        raise ModelLoadError(f"cannot list base path {base_path}: {_os_error_reason(error)}") from None
-    for entry in entries:
-        name = entry.name
-        if not (name.isascii() and name.isdigit() and entry.is_dir() and _may_hold_saved_model(entry)):
-            continue
-        version = int(name)
-        if version in found:
-            _log.warning("%s: %s and %s are both version %d; serving %s", base_path, found[version].name, name,
-                         version, found[version].name)
-            continue
-        found[version] = entry
-    return found
-
-
-def _may_hold_saved_model(version_dir: Path) -> bool:
-    try:
-        return (version_dir / "saved_model.pb").is_file()
-    except PermissionError:  # not ours to look into: its load will say so
-        return True
-
-
-def _os_error_reason(error: OSError) -> str:
-    """`Permission denied (the server runs as user id 1000)`: what an operator needs to fix file modes."""
-    reason = error.strerror or str(error)
-    if isinstance(error, PermissionError) and hasattr(os, "getuid"):
-        reason += f" (the server runs as user id {os.getuid()})"
-    return reason
-
-
-def describe_load_failure(error: BaseException, version_dir: Path) -> str:
-    """One line for why a version did not load (logs and GetModelStatus show it): a file that cannot be read
-    names the file; other errors keep their words, on one line (TensorFlow's can run to many)."""
-    if isinstance(error, OSError):
-        return f"cannot read {error.filename or version_dir}: {_os_error_reason(error)}"
-    return one_line(error)
-
-
-def describe_base_path(base_path: Path) -> str:
-    """Why a base path offers no version to load, in the operator's terms."""
-    if not base_path.exists():
-        return f"base path {base_path} does not exist"
-    if not base_path.is_dir():
-        return f"base path {base_path} is not a directory"
-    return f"no version directory with a saved_model.pb under {base_path}"
-
-
-def seeded_weights_warning(served: ServedVersion, metadata: Mapping[str, Any]) -> str:
-    """The one line that says a version's labels are meaningless, and how to get a version that means
-    something: the same advice docs/models.md gives."""
-    reason = metadata.get("weights_fallback_reason")
-    cause = f" (its export could not download the ImageNet weights: {reason})" if reason else ""
-    if metadata.get("model", "inception_v3") == "inception_v3":
-        remedy = ("export it again with real weights, 'python -m model_export --weights imagenet' on a machine "
-                  "with network access or '--weights PATH' to a Keras .h5 weights file, as a new version")
-    else:
-        remedy = "export it again with trained weights, as a new version"
-    return (f"model {served.name} version {served.version} has seeded random weights{cause}: it serves every "
-            f"API, but its predictions are meaningless. To serve real predictions, {remedy}")
 
 
 class ModelManager:
@@ -227,6 +78,7 @@ class ModelManager:
         self._deadline_policy = deadline_policy
         self._listener_factory = listener_factory
         self._models: dict[str, _Model] = {}
+        self._leases = LeaseCount()  # shared with every ServedVersion this manager makes
         self._poller: asyncio.Task[None] | None = None
         self._heap_changed = False  # a version was loaded (or refused) or unloaded since the last refreeze
         # One change of the served set at a time: a version poll, a config reload.
@@ -311,11 +163,6 @@ class ModelManager:
                 await self._unload(served)
         _log.info("removed model %s", name)
 
-    async def load_latest(self, name: str, base_path: Path) -> ServedVersion:
-        """Serve the highest version under `base_path` (and later ones as they appear); returns it."""
-        await self.add_model(ModelSource(name, base_path))
-        return self.get(name)
-
     def start_polling(self, interval_seconds: float) -> None:
         """Look for new or removed versions every `interval_seconds` (<= 0: never, after the first load)."""
         if interval_seconds > 0 and self._poller is None:
@@ -370,7 +217,7 @@ class ModelManager:
                     await self._unload(served)
 
     async def _load(self, model: _Model, version: int, path: Path, *, log_refusal: bool = True) -> None:
-        served = ServedVersion(name=model.name, version=version, path=path)
+        served = ServedVersion(name=model.name, version=version, path=path, leases=self._leases)
         model.versions[version] = served
         served.state = VersionState.LOADING
         self._heap_changed = True  # loaded or refused, it leaves objects behind
@@ -412,7 +259,7 @@ class ModelManager:
         self, served: ServedVersion, label: str, run_batch: Callable[..., Sequence[object]],
         parameters: BatchingParameters,
     ) -> Batcher:
-        listener: BatchListener = _StuckWatch(served)
+        listener: BatchListener = StuckWatch(served)
         if self._listener_factory:
             listener = ListenerGroup(self._listener_factory(served.name, served.version), listener)
         return Batcher(
@@ -465,7 +312,7 @@ class ModelManager:
         served.state = VersionState.UNLOADING
         _log.info("unloading model %s version %d (%d request(s) in flight)", served.name, served.version, served.in_flight)
         await served._wait_idle()
-        await _close_batchers(served)
+        await close_batchers(served)
         served.state = VersionState.END
         # the SavedModel's memory goes with the last reference
         served.runtime, served.batcher, served.signature_batchers = None, None, None
@@ -525,6 +372,20 @@ class ModelManager:
             raise ModelNotFoundError(f"Could not find any versions of model {name}", model_name=name)
         return [model.versions[v] for v in sorted(model.versions)]
 
+    @property
+    def in_flight_requests(self) -> int:
+        """Inference requests in flight now, over every model and version: the leases held (each request
+        holds one from picking its version to its answer). What --max_inflight_requests limits; O(1)."""
+        return self._leases.held
+
+    def in_flight_requests_of(self, name: str) -> int:
+        """Inference requests holding a lease on any version of model `name` (0 for a model not served);
+        read at scrape time for the inference_inflight_requests metric."""
+        model = self._models.get(name)
+        if model is None:
+            return 0
+        return sum(served.in_flight for served in list(model.versions.values()))
+
     def stuck_seconds(self) -> dict[str, float]:
         """Models with a version stuck in a model call (a batch past --batch_execution_timeout_seconds and no
         batch completed since), and for how long."""
@@ -558,32 +419,5 @@ class ModelManager:
             for served in model.versions.values():
                 if served.state in (VersionState.AVAILABLE, VersionState.UNLOADING):
                     served.state = VersionState.UNLOADING
-                    await _close_batchers(served)
+                    await close_batchers(served)
                     served.state = VersionState.END
-
-
-class _StuckWatch(BatchListener):
-    """Marks a version stuck when a batch runs past the execution timeout, and well again when a batch
-    completes (the stuck call itself returning, or another batch thread getting through)."""
-
-    def __init__(self, served: ServedVersion) -> None:
-        self._served = served
-
-    def on_batch_timed_out(self, batch: BatchInfo, seconds: float) -> None:
-        if self._served.stuck_since is None:
-            self._served.stuck_since = time.monotonic()
-            _log.error("model %s version %d is stuck: a batch ran past %g s; reporting it not ready",
-                       self._served.name, self._served.version, seconds)
-
-    def on_batch_finished(self, batch: BatchInfo, seconds: float, error: BaseException | None) -> None:
-        if self._served.stuck_since is not None:
-            self._served.stuck_since = None
-            _log.info("model %s version %d completed a batch again: ready", self._served.name, self._served.version)
-
-
-async def _close_batchers(served: ServedVersion) -> None:
-    """Finish every queued and running batch of the version."""
-    if served.batcher is not None:
-        await served.batcher.close(drain=True)
-    if served.signature_batchers is not None:
-        await served.signature_batchers.close()

@@ -22,17 +22,11 @@ import numpy as np
 
 from batching import Batcher, BatchingParameters
 
+from service.runtime.errors import BatchInputError
+
 _log = logging.getLogger(__name__)
 
-SignatureCall = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 WHOLE_REQUEST = -1  # a Row that stands for all of an unbatched request
-
-
-class BatchInputError(ValueError):
-    """Raised by a SignatureCall when the inputs themselves are wrong (TensorFlow's INVALID_ARGUMENT).
-
-    A batch failing this way is re-run request by request, so one bad request fails alone.
-    """
 
 
 class MisbatchedOutputError(RuntimeError):

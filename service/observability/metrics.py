@@ -14,7 +14,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -27,8 +26,9 @@ from prometheus_client.registry import Collector
 
 from batching import BatchInfo, BatchListener
 
-from service.models.model_manager import ModelManager, VersionState
-from service.process.self_warmup import is_warmup_batch
+from service.models.model_manager import ModelManager
+from service.models.served_version import BACKLOG_STAGES, VersionState
+from service.observability.warmup_marker import is_warmup_batch
 
 _log = logging.getLogger(__name__)
 
@@ -98,9 +98,6 @@ class ServingMetrics:
             "inference_request_seconds", "Time from receiving a request to answering it (any status code)",
             ["model", "method"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
-        self.inflight = Gauge(
-            "inference_inflight_requests", "Requests received and not yet answered", ["model"], registry=self.registry,
-        )
         self.late_items = Counter(
             "inference_late_items_total",
             "Images computed whose request's deadline passed before their batch returned (work done for nobody)",
@@ -123,10 +120,10 @@ class ServingMetrics:
         self.batch_errors.labels(model=model)
         self.late_items.labels(model=model)
         self.batch_timeouts.labels(model=model)
-        self.inflight.labels(model=model)
 
     def watch_models(self, models: ModelManager) -> None:
-        """Queue depth and model state are read from the manager at scrape time: exact, not sampled."""
+        """Backlog, in-flight requests and model state are read from the manager at scrape time: exact, not
+        sampled."""
         self.registry.register(_ModelStateCollector(models))
 
     def exposition(self) -> tuple[bytes, str]:
@@ -134,8 +131,9 @@ class ServingMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 class _ModelStateCollector(Collector):
-    """Per model: queue depth (the autoscaling signal), readiness, the version served by default, and whether
-    a served version has seeded random weights (meaningless labels: something to alert on).
+    """Per model: the backlog by stage (decoding + queued is the autoscaling signal), the inference requests in
+    flight, readiness, the version served by default, and whether a served version has seeded random weights
+    (meaningless labels: something to alert on).
 
     Runs in the scrape thread; it only reads ints and enums the event loop writes, and copies the
     manager's collections before iterating.
@@ -145,13 +143,23 @@ class _ModelStateCollector(Collector):
         self._models = models
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        depth = GaugeMetricFamily(
-            "inference_queue_depth", "Items waiting for a batch, per model", labels=["model"]
-        )
         backlog = GaugeMetricFamily(
             "inference_backlog",
-            "Items (images or rows) admitted and not yet answered, per model and stage: decoding, queued, running",
+            "Items (images or rows) admitted and not yet answered, per model and stage: "
+            + ", ".join(BACKLOG_STAGES),
             labels=["model", "stage"],
+        )
+        depth = GaugeMetricFamily(
+            "inference_queue_depth",
+            'Alias of inference_backlog{stage="queued"} (items waiting for a batch), kept for existing dashboards; '
+            "use inference_backlog",
+            labels=["model"],
+        )
+        in_flight = GaugeMetricFamily(
+            "inference_inflight_requests",
+            "Inference requests holding a model version (picked it, not yet answered): what "
+            "--max_inflight_requests limits, over all models",
+            labels=["model"],
         )
         max_batch = GaugeMetricFamily(
             "inference_max_batch_size", "Largest batch the served version runs (measured with --max_batch_size=auto)",
@@ -179,14 +187,15 @@ class _ModelStateCollector(Collector):
         for name in list(self._models.model_names):
             versions = list(self._models.versions(name))
             available = [v.version for v in versions if v.state is VersionState.AVAILABLE]
-            depth.add_metric([name], sum(v.queue_depth for v in versions))
-            stages = {"decoding": 0, "queued": 0, "running": 0}
+            stages = dict.fromkeys(BACKLOG_STAGES, 0)
             for served in versions:
                 if served.state in (VersionState.AVAILABLE, VersionState.UNLOADING):
                     for stage, items in served.backlog().items():
                         stages[stage] += items
             for stage, items in stages.items():
                 backlog.add_metric([name, stage], float(items))
+            depth.add_metric([name], float(stages["queued"]))
+            in_flight.add_metric([name], float(self._models.in_flight_requests_of(name)))
             ready.add_metric([name], 1.0 if available else 0.0)
             latest = max((v for v in versions if v.state is VersionState.AVAILABLE), key=lambda v: v.version,
                          default=None)
@@ -198,7 +207,7 @@ class _ModelStateCollector(Collector):
             version.add_metric([name], float(max(available, default=0)))
             random_weights.add_metric([name], 1.0 if any(
                 v.seeded_weights for v in versions if v.state is VersionState.AVAILABLE) else 0.0)
-        yield from (depth, backlog, ready, version, random_weights, max_batch, curve)
+        yield from (backlog, depth, in_flight, ready, version, random_weights, max_batch, curve)
 
 
 class _MetricsListener(BatchListener):
@@ -219,7 +228,7 @@ class _MetricsListener(BatchListener):
         self._metrics.rejected.labels(model=self._model, reason=reason).inc(count)
 
     def on_batch_started(self, batch: BatchInfo) -> None:
-        if is_warmup_batch(batch):  # the server's own warm-up request (service/self_warmup.py)
+        if is_warmup_batch(batch):  # the server's own warm-up request (observability/warmup_marker.py)
             return
         self._batch_size.observe(batch.size)
         self._padded_batch_size.observe(batch.padded_size)

@@ -3,7 +3,7 @@
 Each protocol adapter says where a request starts and how it ended (its canonical status code, the gRPC code
 names for every protocol, so one dashboard query covers gRPC, KServe v2 and REST); this module turns that into
 the same three records, so a dashboard, a trace and a log line never disagree about what a request got.
-The gRPC side applies it once per method (grpc_api/observability.py), the REST side once per route.
+The gRPC side applies it once per method (grpc_api/rpc_observer.py), the REST side once per route.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class RequestObserver:
         self.access_log_enabled = access_log_enabled
         # The server's own warm-up requests are looked for only while it sends them (see expecting_warmup).
         self.expect_warmup = False
-        self._series: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._latencies: dict[tuple[str, str], Any] = {}
         self._counters: dict[tuple[str, str, str], Any] = {}
 
     @contextlib.contextmanager
@@ -69,7 +69,8 @@ class RequestObserver:
         attributes: dict[str, Any] | None = None,
         traced: bool = True,
     ) -> Observation:
-        """Count the request in flight and open its server span (when tracing, and `traced`)."""
+        """Start timing the request and open its server span (when tracing, and `traced`). In-flight inference
+        requests are counted where they hold a model version (ModelManager.in_flight_requests), not here."""
         span_scope = None
         if traced and self.tracing:
             span_scope = self._tracer.start_as_current_span(
@@ -78,15 +79,13 @@ class RequestObserver:
             )
         return Observation(self, model, method, span_name, span_scope, log=traced and self.access_log_enabled)
 
-    def _request_series(self, model: str, method: str) -> tuple[Any, Any]:
-        """(in-flight gauge, latency histogram) children for this model and method."""
-        series = self._series.get((model, method))
-        if series is None:
-            series = self._series[(model, method)] = (
-                self._metrics.inflight.labels(model=model),
-                self._metrics.request_seconds.labels(model=model, method=method),
-            )
-        return series
+    def _request_latency(self, model: str, method: str) -> Any:
+        """The latency histogram child for this model and method."""
+        latency = self._latencies.get((model, method))
+        if latency is None:
+            latency = self._metrics.request_seconds.labels(model=model, method=method)
+            self._latencies[(model, method)] = latency
+        return latency
 
     def _request_counter(self, model: str, method: str, code: str) -> Any:
         counter = self._counters.get((model, method, code))
@@ -101,7 +100,7 @@ class Observation:
     """One request being observed; `finish` records its outcome once."""
 
     __slots__ = ("_observer", "_model", "_method", "_span_name", "_span_scope", "span", "_log", "_started",
-                 "_inflight", "_request_seconds")
+                 "_request_seconds")
 
     def __init__(
         self, observer: RequestObserver, model: str, method: str, span_name: str, span_scope: Any, *, log: bool
@@ -112,8 +111,7 @@ class Observation:
         self._span_name = span_name
         self._log = log
         self._started = time.perf_counter()
-        self._inflight, self._request_seconds = observer._request_series(model, method)
-        self._inflight.inc()
+        self._request_seconds = observer._request_latency(model, method)
         self._span_scope = span_scope
         self.span: Span = span_scope.__enter__() if span_scope is not None else INVALID_SPAN
 
@@ -129,7 +127,6 @@ class Observation:
         """Record the outcome: `code` is the canonical status name (OK, INVALID_ARGUMENT, ...); a
         `server_error` marks the span as failed, as OpenTelemetry's conventions ask for the server's faults."""
         seconds = time.perf_counter() - self._started
-        self._inflight.dec()
         self._observer._request_counter(self._model, self._method, code).inc()
         self._request_seconds.observe(seconds)
         if self._log:  # while the span is current: the line carries its trace and span ids

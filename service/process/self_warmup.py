@@ -4,45 +4,19 @@ Loading and warming the model (model_manager) leaves the first client request st
 stack's own first call: gRPC's first stream, the first lookup and wrapping of the method's handler, the first proto parse and
 serialisation, the batcher's dispatcher and thread start-up (about 8 ms on our 2-core machine, against a
 3 ms median). So the server sends itself one Predict per model on loopback. The request carries a
-metadata marker: the RPC observer leaves it out of the request metrics, traces and access log, and the data
-plane marks its batch item so the batch listeners leave it out of the batch metrics.
+metadata marker (service/observability/warmup_marker.py, which holds the marker without any gRPC): the RPC
+observer leaves it out of the request metrics, traces and access log, and the data plane marks its batch item
+so the batch listeners leave it out of the batch metrics. This module is only the loopback gRPC client.
 """
 
 from __future__ import annotations
-
-import contextvars
 
 import grpc
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from batching import BatchInfo
-
+from service.observability.warmup_marker import METADATA_KEY
 from service.runtime.signatures import ENCODED_IMAGES_SIGNATURE, INPUT_KEY_BY_SIGNATURE
-
-METADATA_KEY = "batchserve-self-warmup"
-BATCH_ITEM_CONTEXT = object()  # the opaque batcher context of a warm-up item
-_in_warmup = contextvars.ContextVar("batchserve_self_warmup", default=False)
-
-
-def is_warmup_call(context: grpc.aio.ServicerContext) -> bool:
-    return any(key == METADATA_KEY for key, _ in context.invocation_metadata() or ())
-
-
-def mark_warmup() -> contextvars.Token[bool]:
-    return _in_warmup.set(True)
-
-
-def reset_warmup(token: contextvars.Token[bool]) -> None:
-    _in_warmup.reset(token)
-
-
-def in_warmup() -> bool:
-    return _in_warmup.get()
-
-
-def is_warmup_batch(batch: BatchInfo) -> bool:
-    return bool(batch.contexts) and all(context is BATCH_ITEM_CONTEXT for context in batch.contexts)
 
 
 def loopback_address(host: str, port: int) -> str:

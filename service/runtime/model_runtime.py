@@ -26,15 +26,17 @@ from google.protobuf.message import DecodeError  # noqa: E402
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2  # noqa: E402
 from tensorflow.python.saved_model.loader_impl import SavedModelLoader  # noqa: E402
 
-from service.models.signature_batching import BatchInputError  # noqa: E402
+from service.runtime.errors import BatchInputError  # noqa: E402
+from service.runtime.signatures import (  # noqa: E402
+    ENCODED_IMAGES_SIGNATURE,
+    PIXELS_SIGNATURE,
+    PREPROCESS_SIGNATURE,
+    REQUIRED_SIGNATURES,
+)
 from service.tensors.spec import SignatureSpec, UnsupportedSignatureError, signature_spec  # noqa: E402
 
 _log = logging.getLogger(__name__)
 
-PREPROCESS_SIGNATURE = "preprocess"
-CLASSIFY_PIXELS_SIGNATURE = "classify_pixels"
-ENCODED_IMAGES_SIGNATURE = "predict_images"  # optional: decode + network in one graph call
-REQUIRED_SIGNATURES = (PREPROCESS_SIGNATURE, CLASSIFY_PIXELS_SIGNATURE)
 
 
 class ModelLoadError(Exception):
@@ -70,7 +72,7 @@ class EncodedImage:
     """An image handed to `run_batch` still encoded: the model decodes it in the batch's own graph call.
 
     This saves a separate `preprocess` call, its thread hop and the pixel copies, which is worth about
-    a millisecond to a lone request (see DataPlane.classify_images).
+    a millisecond to a lone request (see service/dataplane/image_path.py).
     """
 
     data: bytes
@@ -172,7 +174,7 @@ class ModelRuntime:
         self.input_shape: tuple[int, int, int] | None = None
         if self.image_contract:
             self._preprocess = self._functions[PREPROCESS_SIGNATURE]
-            self._classify_pixels = self._functions[CLASSIFY_PIXELS_SIGNATURE]
+            self._classify_pixels = self._functions[PIXELS_SIGNATURE]
             self._predict_images = self._functions.get(ENCODED_IMAGES_SIGNATURE)
             pixels_spec = self._classify_pixels.structured_input_signature[1]["pixels"]
             self.input_shape = tuple(int(d) for d in pixels_spec.shape[1:])  # type: ignore[assignment]

@@ -52,7 +52,6 @@ BY_TF_ENUM: dict[int, DType] = {dtype.tf_enum: dtype for dtype in _ALL}
 BY_V2_NAME: dict[str, DType] = {dtype.v2_name: dtype for dtype in _ALL if dtype.v2_name}
 BY_NUMPY: dict[np.dtype, DType] = {dtype.numpy: dtype for dtype in _ALL}
 STRING = BY_TF_ENUM[types_pb2.DT_STRING]
-FLOAT = BY_TF_ENUM[types_pb2.DT_FLOAT]
 
 
 def tf_type_name(tf_enum: int) -> str:

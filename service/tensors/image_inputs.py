@@ -1,75 +1,21 @@
-"""Images out of requests, for models with the image contract: encoded images from a DT_STRING TensorProto or
-from tf.Examples' `image/encoded` feature, pixels from a DT_FLOAT TensorProto; errors a client can act on.
+"""Encoded images out of tf.Examples' `image/encoded` feature, for models with the image contract; errors a
+client can act on.
 
-Shared by the TF Serving adapters (gRPC, REST) and warm-up; written against the protos directly, so the
-request path never calls TensorFlow.
+Shared by the image path and model warm-up; written against the protos directly, so the request path never
+calls TensorFlow.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Iterable, Sequence
 
-import numpy as np
 from google.protobuf.message import DecodeError
 from tensorflow.core.example import example_pb2, feature_pb2
-from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import input_pb2
 
 from service.errors import InvalidInputError
-from service.runtime.signatures import IMAGE_FEATURE
-from service.tensors.dtypes import tf_type_name
 
-_MAX_DIMENSION = 2**31 - 1
-_MAX_RANK = 32
-
-
-def _shape(tensor: tensor_pb2.TensorProto) -> list[int]:
-    return [dim.size for dim in tensor.tensor_shape.dim]
-
-
-def string_vector(tensor: tensor_pb2.TensorProto, input_name: str) -> list[bytes]:
-    """A DT_STRING tensor of shape [N] as N byte strings."""
-    if tensor.dtype != types_pb2.DT_STRING:
-        raise InvalidInputError(
-            f"input '{input_name}' must be DT_STRING (encoded images), got {tf_type_name(tensor.dtype)}"
-        )
-    shape = _shape(tensor)
-    if tensor.tensor_shape.unknown_rank or len(shape) != 1:
-        raise InvalidInputError(f"input '{input_name}' must be a 1-D tensor of shape [N], got shape {shape}")
-    if shape[0] != len(tensor.string_val):
-        raise InvalidInputError(
-            f"input '{input_name}' declares shape {shape} but carries {len(tensor.string_val)} values"
-        )
-    return list(tensor.string_val)
-
-
-def float_array(tensor: tensor_pb2.TensorProto, input_name: str) -> np.ndarray:
-    """A DT_FLOAT tensor as a float32 array (a view on tensor_content when the client packed it)."""
-    if tensor.dtype != types_pb2.DT_FLOAT:
-        raise InvalidInputError(f"input '{input_name}' must be DT_FLOAT, got {tf_type_name(tensor.dtype)}")
-    shape = _shape(tensor)
-    if tensor.tensor_shape.unknown_rank or any(size < 0 for size in shape):
-        raise InvalidInputError(f"input '{input_name}' needs a fully known shape, got {shape}")
-    if len(shape) > _MAX_RANK:  # numpy cannot describe it, and no image batch has it
-        raise InvalidInputError(f"input '{input_name}' has {len(shape)} dimensions; at most {_MAX_RANK} are supported")
-    if any(size > _MAX_DIMENSION for size in shape):  # numpy cannot even describe [2**62, 0, 2**62]
-        raise InvalidInputError(f"input '{input_name}' declares shape {shape}: a dimension exceeds {_MAX_DIMENSION}")
-    expected = math.prod(shape)  # Python ints: no overflow on hostile dimensions
-    if tensor.tensor_content:
-        if len(tensor.tensor_content) % 4:
-            raise InvalidInputError(
-                f"input '{input_name}' tensor_content holds {len(tensor.tensor_content)} bytes, "
-                "not a whole number of float32 values"
-            )
-        values = np.frombuffer(tensor.tensor_content, dtype="<f4")
-    else:
-        values = np.asarray(tensor.float_val, dtype=np.float32)
-    if values.size != expected:
-        raise InvalidInputError(
-            f"input '{input_name}' declares shape {shape} ({expected} values) but carries {values.size}"
-        )
-    return values.reshape(shape)
+IMAGE_FEATURE = "image/encoded"  # the tf.Example bytes feature holding the encoded image
 
 
 def image_bytes_from_serialized_examples(serialized: Sequence[bytes], input_name: str) -> list[bytes]:

@@ -22,15 +22,13 @@ from opentelemetry import propagate
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from service.dataplane.dataplane import DataPlane
+from service.adapters.rest_api import json_answers, json_body, json_examples, json_tensors
+from service.adapters.tf_serving_messages import EXPORT_METADATA, model_metadata_response, model_status_response
+from service.dataplane import DEFAULT_SIGNATURE, DataPlane, ExamplesRequest, PredictRequest
 from service.errors import DeadlineExceededError, InvalidInputError, ModelNotFoundError, ServingError, canonical_code
-from service.tensors.image_inputs import image_bytes_from_serialized_examples
-from service.adapters.tf_serving_messages import EXPORT_METADATA, export_metadata, model_metadata_response, model_status_response
 from service.observability.metrics import METRICS_PATHS
 from service.observability.observation import RequestObserver
-from service.runtime.signatures import DEFAULT_SIGNATURE, INPUT_KEY_BY_SIGNATURE, PIXELS_SIGNATURE, SERIALIZED_EXAMPLES_SIGNATURE
-from service.adapters.rest_api import json_tensors
-from service.adapters.rest_api import json_codec
+from service.tensors.spec import SignatureSpec
 
 _log = logging.getLogger(__name__)
 
@@ -155,15 +153,14 @@ class RestServer:
         async def answer() -> dict[str, Any]:
             version = _version(version_text, label)
             if metadata:
-                served = self._dataplane.model(name, version)
-                response = model_metadata_response(served)
+                model = self._dataplane.describe_model(name, version)
+                response = model_metadata_response(model)
                 signatures = response.metadata["signature_def"]
                 body = {"signature_def": _as_json(_unpack_signature_map(signatures))}
-                exported = export_metadata(served)
-                if exported:  # as the file has it: integers stay integers, which a Struct would not keep
-                    body[EXPORT_METADATA] = exported
+                if model.export_metadata:  # as the file has it: integers stay integers, which a Struct would not keep
+                    body[EXPORT_METADATA] = dict(model.export_metadata)
                 return {"model_spec": _as_json(response.model_spec), "metadata": body}
-            return _as_json(model_status_response(self._dataplane.models, name, version))
+            return _as_json(model_status_response(self._dataplane.model_status(name, version)))
 
         return await self._answer(request, name, "rest:metadata" if metadata else "rest:status", route, answer)
 
@@ -179,67 +176,45 @@ class RestServer:
 
         async def answer() -> dict[str, Any]:
             version = _version(version_text, label)
-            self._dataplane.model(name, version)  # NOT_FOUND before input errors, like TF Serving
+            self._dataplane.check_model(name, version)  # NOT_FOUND before input errors, like TF Serving
             verb_handler = {"predict": self._predict, "classify": self._classify, "regress": self._regress}[verb]
             # The parsed body is handed over, not kept here: each handler drops it once it has its tensors.
             return await verb_handler(name, version, await _json_body(request, deadline), deadline)
 
         return await self._answer(request, name, f"rest:{verb}", f"/v1/models/{{model_name}}:{verb}", answer)
 
-    # Each handler deletes the parsed body (and its pieces) before it awaits the model. A nested list of numbers
-    # is a thousand lists for one 32x32x3 input: kept alive across the wait by every request in flight, they are
-    # what the garbage collector's young generations scan again and again (a quarter of the server's CPU per
-    # request at 64 clients on a small model, measured), where a numpy array is nothing to scan.
+    # Each handler hands the parsed body to an object that lets go of it once it has the tensors, before the
+    # model is awaited. A nested list of numbers is a thousand lists for one 32x32x3 input: kept alive across
+    # the wait by every request in flight, they are what the garbage collector's young generations scan again
+    # and again (a quarter of the server's CPU per request at 64 clients on a small model, measured), where a
+    # numpy array is nothing to scan.
 
     async def _predict(
         self, name: str, version: int | str | None, body: dict[str, Any], deadline: float | None
     ) -> dict[str, Any]:
-        signature = _signature(body)
-        input_key = INPUT_KEY_BY_SIGNATURE.get(signature)
-        served = self._dataplane.model(name, version)  # resolved again: the body was read since
-        if input_key is None or not served.runtime.image_contract:  # type: ignore[union-attr]
-            # Any signature: TF Serving's JSON tensors (row or columnar) in, the same format out.
-            inputs, row_format = json_tensors.parse_predict_request(body, self._dataplane.signature(served, signature))
-            del body
-            result = await self._dataplane.predict(served, signature, inputs, deadline=deadline)
-            return json_tensors.predict_response(result.outputs, row_format)
-        values, row_format = json_codec.predict_input(body, input_key)
+        """TF Serving's JSON tensors (row or columnar) in, the same format out."""
+        signature, inputs = _signature(body), _JsonInputs(body)
         del body
-        if signature == PIXELS_SIGNATURE:
-            pixels = json_codec.float_values(values, input_key)
-            del values
-            result = await self._dataplane.classify_pixels(served, pixels, input_name=input_key, deadline=deadline)
-        else:
-            images = json_codec.bytes_values(values, input_key)
-            del values
-            if signature == SERIALIZED_EXAMPLES_SIGNATURE:
-                images = image_bytes_from_serialized_examples(images, input_key)
-            result = await self._dataplane.classify_images(served, images, input_name=input_key, deadline=deadline)
-        return json_codec.predict_body(result.predictions, row_format)
+        result = await self._dataplane.predict(PredictRequest(name, version, signature, inputs, deadline=deadline))
+        return json_answers.predict_response(result.outputs, inputs.row_format)
 
     async def _classify(
         self, name: str, version: int | str | None, body: dict[str, Any], deadline: float | None
     ) -> dict[str, Any]:
-        signature = _signature(body)
-        served = self._dataplane.model(name, version)
-        if signature != SERIALIZED_EXAMPLES_SIGNATURE or not served.runtime.image_contract:  # type: ignore[union-attr]
-            examples = json_tensors.examples_from_json(body)
-            del body
-            classified = await self._dataplane.classify_examples(served, signature, examples, deadline=deadline)
-            return json_tensors.classify_response(classified.classes, classified.scores)
-        images = json_codec.classify_images(body)
+        examples = _ParsedOnce(json_examples.examples_from_json, body)
+        request = ExamplesRequest(name, version, _signature(body), examples, deadline)
         del body
-        result = await self._dataplane.classify_images(served, images, input_name="examples", deadline=deadline)
-        return json_codec.classify_body(result.predictions)
+        classified = await self._dataplane.classify(request)
+        return json_answers.classify_response(classified.classes, classified.scores)
 
     async def _regress(
         self, name: str, version: int | str | None, body: dict[str, Any], deadline: float | None
     ) -> dict[str, Any]:
-        served = self._dataplane.model(name, version)  # resolved again: the body was read since
-        signature, examples = _signature(body), json_tensors.examples_from_json(body)
+        examples = _ParsedOnce(json_examples.examples_from_json, body)
+        request = ExamplesRequest(name, version, _signature(body), examples, deadline)
         del body
-        regressed = await self._dataplane.regress_examples(served, signature, examples, deadline=deadline)
-        return json_tensors.regress_response(regressed.values)
+        regressed = await self._dataplane.regress(request)
+        return json_answers.regress_response(regressed.values)
 
     async def _answer(
         self, request: web.Request, model: str | None, method: str, route: str,
@@ -274,7 +249,7 @@ class RestServer:
 async def _respond(compute: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[web.Response, str]:
     """The response and its canonical status code."""
     try:
-        return web.Response(body=json_tensors.dumps(await compute()), content_type="application/json"), "OK"
+        return web.Response(body=json_answers.dumps(await compute()), content_type="application/json"), "OK"
     except ServingError as error:
         code = canonical_code(error)
         return error_response(HTTP_STATUS_BY_CODE.get(code, 500), str(error)), code
@@ -317,6 +292,45 @@ def _version(version_text: str | None, label: str | None) -> int | str | None:
     return int(version_text)
 
 
+class _JsonInputs:
+    """A Predict body's tensors, parsed against the signature the data plane found (JSON numbers take the
+    input's type), then let go of; `row_format` says how the request was written, for the answer."""
+
+    __slots__ = ("_body", "row_format")
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self._body: dict[str, Any] | None = body
+        self.row_format = True
+
+    @property
+    def names(self) -> list[str]:
+        """The input names the body spells out (none for bare values: a one-input signature's)."""
+        body = self._body or {}
+        named = body.get("inputs")
+        instances = body.get("instances")
+        if named is None and isinstance(instances, list) and instances:
+            named = instances[0]
+        return list(named) if isinstance(named, dict) and "b64" not in named else []
+
+    def decode(self, signature: SignatureSpec) -> dict[str, Any]:
+        body, self._body = self._body, None
+        inputs, self.row_format = json_tensors.parse_predict_request(body, signature)
+        return inputs
+
+
+class _ParsedOnce:
+    """The body parsed when the data plane asks for it, then let go of."""
+
+    __slots__ = ("_parse", "_body")
+
+    def __init__(self, parse: Callable[[Any], Any], body: dict[str, Any]) -> None:
+        self._parse, self._body = parse, body
+
+    def __call__(self) -> Any:
+        body, self._body = self._body, None
+        return self._parse(body)
+
+
 def _signature(body: dict[str, Any]) -> str:
     signature = body.get("signature_name", "")
     if not isinstance(signature, str):  # null, false or 0 too: not a quiet fall-back to the default
@@ -331,10 +345,10 @@ async def _json_body(request: web.Request, deadline: float | None) -> dict[str, 
         async with asyncio.timeout_at(deadline):
             raw = await request.read()
     except TimeoutError:
-        raise DeadlineExceededError("the request body did not arrive within --rest_api_timeout_in_ms") from None
+        raise DeadlineExceededError("the request body did not arrive before its deadline (--rest_api_timeout_in_ms)") from None
     except RequestPayloadError as error:  # e.g. Content-Encoding: gzip on a body that is not gzip
         raise InvalidInputError(f"the request body cannot be read: {error}") from None
-    loads = json_tensors.loads
+    loads = json_body.loads
     body = await asyncio.to_thread(loads, raw) if len(raw) > _OFF_LOOP_JSON_BYTES else loads(raw)
     if not isinstance(body, dict):
         raise InvalidInputError("the request body must be a JSON object")

@@ -1,11 +1,9 @@
-"""TF Serving's REST JSON ⇄ named numpy arrays, for any signature, with TF Serving's rules and error wording.
+"""TF Serving's REST Predict request ⇄ named numpy arrays, for any signature, with TF Serving's rules and wording.
 
 The rules and messages are those of tensorflow_serving/util/json_tensor.cc (and its test), the reference for
 https://www.tensorflow.org/tfx/serving/api_rest: Predict takes the row format (`"instances"`) or the columnar
-format (`"inputs"`) and answers `"predictions"` or `"outputs"` to match; Classify and Regress take tf.Example
-features as JSON and answer `"results"`. Where TF Serving refuses a type this server can carry (half,
-bfloat16 and uint16 inputs; half and bfloat16 outputs) the codec carries it, and where TF Serving would write
-invalid JSON (a string output that is not UTF-8) it writes `{"b64": ...}`; the module's tests pin each choice.
+format (`"inputs"`), binary strings as `{"b64": ...}`. Where TF Serving refuses an input type this server can
+carry (half, bfloat16 and uint16) the codec carries it; the tests pin each choice.
 
 Request values are checked with cheap whole-list tests (types and lengths, level by level) and converted by
 numpy in one call; only a request that fails them walks the slow path, which repeats TF Serving's element
@@ -16,175 +14,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 from itertools import chain
-from typing import Any, Iterable, Mapping, NoReturn
+from typing import Any, NoReturn
 
 import ml_dtypes
 import numpy as np
-import orjson
-from tensorflow.core.example import example_pb2, feature_pb2
 
 from service.errors import InvalidInputError
 from service.tensors.dtypes import DType
 from service.tensors.spec import SignatureSpec
+from service.adapters.rest_api.json_body import _B64, _cut, _json_type, _shape_text, _show, _utf8_safe
 
 MAX_TENSOR_DEPTH = 32  # nesting levels of a tensor's value: far beyond real ranks, well inside the stack
-_B64 = "b64"
-_BYTES_SUFFIX = "_bytes"  # TF Serving writes string outputs so named as {"b64": ...} (json_tensor.cc)
 _INT64_MIN, _UINT64_END = -(1 << 63), 1 << 64  # rapidjson reads integer tokens outside these as doubles
-_SHOW_CHARS = 200  # an echoed JSON value is cut here: a request may be megabytes
 
 
 class _ValueError(Exception):
     """TF Serving's message for one value; the caller adds where the value was."""
-
-
-# ------------------------------------------------------------------------------------------ JSON text
-
-
-def loads(data: bytes | str) -> Any:
-    """Parse a request body; errors read like TF Serving's ("JSON Parse error: ... at offset: N").
-
-    NaN, Infinity and -Infinity are accepted (TF Serving parses with rapidjson's kParseNanAndInfFlag), but a
-    number too large for a double (1e400) is refused as rapidjson refuses it, not read as an infinity. Nesting
-    is bounded by the parser's recursion guard, turned into a parse error instead of a crash.
-    """
-    if not data:
-        raise InvalidInputError("JSON Parse error: The document is empty")
-    try:
-        return orjson.loads(data)  # a few times faster on number-heavy bodies; strict where TF Serving is not
-    except orjson.JSONDecodeError:
-        pass  # NaN/Infinity tokens, a number beyond a double, lone surrogates, deep nesting: decided below
-    try:
-        if _may_overflow(data):  # rare: only then does every number go through a Python-level check
-            return json.loads(data, parse_float=_finite_float, parse_int=_double_sized_int)
-        return json.loads(data)
-    except _NumberTooBig:
-        raise InvalidInputError("JSON Parse error: Number too big to be stored in double.") from None
-    except json.JSONDecodeError as error:
-        raise InvalidInputError(f"JSON Parse error: {_rapidjson_wording(error)} at offset: {error.pos}") from None
-    except UnicodeDecodeError as error:
-        raise InvalidInputError(f"JSON Parse error: Invalid encoding in string. at offset: {error.start}") from None
-    except RecursionError:
-        raise InvalidInputError("JSON Parse error: The document is nested too deeply.") from None
-    except ValueError:  # an integer token of more digits than Python converts (4300)
-        raise InvalidInputError("JSON Parse error: Number too big to be stored in double.") from None
-
-
-class _NumberTooBig(Exception):
-    """A number token beyond the largest double (rapidjson's kParseErrorNumberTooBig)."""
-
-
-# A number token reaches 1.8e308 only with an exponent of three or more digits, or with 210 or more digits
-# before its exponent (which then has at most two). `_may_overflow` looks for either in a copy of the body with
-# every digit made '0' and '+' dropped: 2-3 ms per MB, a tenth of the parse at most, where checking every number
-# would add a third to it. It may fire on a string's contents; the check it enables is exact.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789E", b"000000000e")
-_OVERFLOW_HINTS = (b"e000", b"0" * 210)
-
-
-def _may_overflow(data: bytes | str) -> bool:
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    skeleton = raw.translate(_DIGITS_AS_ZERO, b"+")
-    return any(hint in skeleton for hint in _OVERFLOW_HINTS)
-
-
-def _finite_float(token: str) -> float:
-    number = float(token)
-    if math.isinf(number):  # the tokens NaN/Infinity go to parse_constant, not here
-        raise _NumberTooBig
-    return number
-
-
-def _double_sized_int(token: str) -> int:
-    """An integer token as Python reads it; one beyond the largest double is refused, as rapidjson (which
-    reads integers outside int64/uint64 as doubles) refuses it."""
-    number = int(token)
-    if len(token) > 300:
-        try:
-            float(number)
-        except OverflowError:
-            raise _NumberTooBig from None
-    return number
-
-
-_PARSE_WORDING = {  # Python's json message → rapidjson's, where one clearly corresponds
-    "Expecting value": "Invalid value.",
-    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
-    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
-    "Unterminated string starting at": "Missing a closing quotation mark in string.",
-    "Invalid \\escape": "Invalid escape character in string.",
-    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
-    "Extra data": "The document root must not be followed by other values.",
-}
-
-
-def _rapidjson_wording(error: json.JSONDecodeError) -> str:
-    if error.msg == "Expecting value" and not error.doc[error.pos :].strip():
-        return "The document is empty." if not str(error.doc).strip() else "Invalid value."
-    return _PARSE_WORDING.get(error.msg, error.msg)
-
-
-def dumps(body: Any) -> bytes:
-    """Serialise a response: compact UTF-8, NaN/Infinity/-Infinity written as TF Serving writes them.
-
-    orjson is not installed here (and would refuse NaN), so this is the standard library's C encoder; the
-    values `predict_response` and the others return are already plain Python, so no per-value hook runs.
-    """
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=True, default=_plain).encode()
-
-
-def _plain(value: Any) -> Any:
-    """dumps' fallback for numpy values a caller left in a body."""
-    if isinstance(value, (np.ndarray, np.generic)):
-        return _json_values(np.asarray(value), "")
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _show(value: Any) -> str:
-    """A JSON value as an error message echoes it (TF Serving's JsonValueToString), cut short."""
-    text = json.dumps(_pruned(value, 4), ensure_ascii=False, allow_nan=True)
-    return text if len(text) <= _SHOW_CHARS else text[: _SHOW_CHARS - 3] + "..."
-
-
-def _cut(name: str) -> str:
-    """A key of the request (an input or feature name) as a message echoes it, cut short like a value."""
-    return name if len(name) <= _SHOW_CHARS else name[: _SHOW_CHARS - 3] + "..."
-
-
-def _pruned(value: Any, depth: int) -> Any:
-    """A small copy of `value` to render: a few items per level, a few levels, short strings."""
-    if isinstance(value, str):
-        return value if len(value) <= _SHOW_CHARS else value[:_SHOW_CHARS]
-    if isinstance(value, list):
-        if depth <= 0:
-            return ["..."] if value else []
-        head = [_pruned(item, depth - 1) for item in value[:8]]
-        return head + ["..."] if len(value) > 8 else head
-    if isinstance(value, dict):
-        if depth <= 0:
-            return {"...": "..."} if value else {}
-        return {str(key)[:_SHOW_CHARS]: _pruned(item, depth - 1) for key, item in list(value.items())[:8]}
-    return value
-
-
-def _json_type(value: Any) -> str:
-    """rapidjson's type names, as TF Serving's errors use them."""
-    if value is None:
-        return "Null"
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
 
 
 def _type_name(dtype: DType) -> str:
@@ -207,18 +54,6 @@ def parse_predict_request(body: Any, signature: SignatureSpec) -> tuple[dict[str
         return _predict_request(body, signature)
     except InvalidInputError as error:
         raise _utf8_safe(error) from None
-
-
-def _utf8_safe(error: InvalidInputError) -> InvalidInputError:
-    """The error, its message made encodable as UTF-8: a string or key it echoes from the request may hold an
-    unpaired surrogate (JSON's "\\ud800"), which gRPC details, logs and strict JSON readers cannot take; it is
-    written as the six characters \\ud800 instead."""
-    text = str(error)
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return InvalidInputError(text.encode("utf-8", "backslashreplace").decode())
-    return error
 
 
 def _predict_request(body: Any, signature: SignatureSpec) -> tuple[dict[str, np.ndarray], bool]:
@@ -365,10 +200,6 @@ def _dense_shape(value: Any) -> tuple[int, ...]:
             break
         value = value[0]
     return tuple(shape)
-
-
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "[" + ",".join(map(str, shape)) + "]"
 
 
 def _leaves(value: Any) -> tuple[tuple[int, ...], list[Any]] | None:
@@ -561,276 +392,3 @@ def _from_flat(values: list[Any], shape: tuple[int, ...], dtype: DType) -> np.nd
         flat[:] = values
         return flat.reshape(shape)
     return np.array(values, dtype=dtype.numpy).reshape(shape)
-
-
-# -------------------------------------------------------------------------------------- Predict response
-
-
-def predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict[str, Any]:
-    """TF Serving's Predict answer in the request's format (MakeJsonFromTensors).
-
-    Row format: `{"predictions": [...]}`, one item per position of dimension 0, the bare value for one output
-    or an object by output name; every output needs a dimension 0 and the same size along it. Columnar:
-    `{"outputs": value}` for one output, `{"outputs": {name: value}}` for several.
-    """
-    if not outputs:
-        raise InvalidInputError("Cannot convert empty tensor map to JSON")
-    arrays = {name: np.asarray(array) for name, array in outputs.items()}
-    if not row_format:
-        values = {name: _json_values(array, name) for name, array in arrays.items()}
-        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
-    batch_size: int | None = None
-    for name, array in arrays.items():
-        if array.ndim == 0:
-            raise InvalidInputError(f"Tensor name: {name} has no shape information ")
-        if batch_size is not None and array.shape[0] != batch_size:
-            raise InvalidInputError(
-                f"Tensor name: {name} has inconsistent batch size: {array.shape[0]} expecting: {batch_size}"
-            )
-        batch_size = array.shape[0]
-    columns = {name: _json_values(array, name) for name, array in arrays.items()}
-    if len(columns) == 1:
-        return {"predictions": next(iter(columns.values()))}
-    return {"predictions": [dict(zip(columns, row)) for row in zip(*columns.values())]}
-
-
-def _json_values(array: np.ndarray, name: str) -> Any:
-    """An output array as JSON values, nested like its shape (a bare value for a scalar).
-
-    Strings are text, or {"b64": ...} for outputs named "..._bytes" (TF Serving's rule) and for bytes that
-    are not UTF-8. float32 values are the numbers TF Serving writes (see _float32_numbers); half and
-    bfloat16, which TF Serving cannot write, are written as the float32 values they widen to.
-    """
-    if array.dtype.kind in "SU":
-        array = array.astype(object)
-    dtype = array.dtype
-    if dtype == object:
-        return _strings(array, always_b64=name.endswith(_BYTES_SUFFIX))
-    if dtype == np.float32:
-        return _float32_numbers(array).tolist()
-    if dtype in (np.float16, ml_dtypes.bfloat16):
-        return _float32_numbers(array.astype(np.float32)).tolist()
-    if dtype.kind in "biuf":
-        return array.tolist()
-    type_name = dtype.name if dtype.kind != "c" else ("complex64" if dtype == np.complex64 else "complex128")
-    raise InvalidInputError(f"Failed to write JSON value for tensor type: {type_name} (output '{name}')")
-
-
-def _strings(array: np.ndarray, always_b64: bool) -> Any:
-    flat = array.reshape(-1)
-    out = np.empty(flat.shape, dtype=object)
-    out[:] = [_string(item, always_b64) for item in flat.tolist()]
-    return out.reshape(array.shape).tolist()
-
-
-def _string(value: bytes | str, always_b64: bool) -> str | dict[str, str]:
-    if isinstance(value, str):
-        if not always_b64:
-            return value
-        value = value.encode()
-    if not always_b64:
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            pass  # TF Serving would write the raw bytes: invalid JSON
-    return {_B64: base64.b64encode(value).decode("ascii")}
-
-
-# float32 → the number TF Serving writes (WriteDecimal in json_tensor.cc): absl::StrCat's six significant
-# digits when they read back as the same float32, else "%.9g". The numbers below are the doubles nearest those
-# decimals, so any JSON encoder writes them as digits a reader parses to exactly TF Serving's value (the
-# notation may differ: Python writes 9000000.0 where TF Serving writes 9e+06).
-_POW10_BIAS = 64
-_POW10 = np.array([float(f"1e{k}") for k in range(-_POW10_BIAS, _POW10_BIAS + 1)])
-
-
-def _round_significant(x: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray]:
-    """The doubles nearest the `%.{digits}g` decimals of finite, non-zero float32 values `x` (as float64),
-    and where that arithmetic is exact; the caller formats strings for the rest (tiny values, near-ties).
-
-    x·10^s is exact for 0 ≤ s ≤ 12 (24 + 28 bits), so np.rint rounds half-to-even exactly as printf does;
-    for other |s| ≤ 22 the scaled value carries at most one rounding, harmless unless it lies next to a tie.
-    Then m·10^-s of exact operands is one correctly rounded operation: the double nearest the decimal.
-    """
-    magnitude = np.abs(x)
-    with np.errstate(divide="ignore"):
-        exponent = np.floor(np.log10(magnitude)).astype(np.int64)
-    exponent += magnitude >= _POW10[exponent + 1 + _POW10_BIAS]  # log10 may be one off by a power of ten
-    exponent -= magnitude < _POW10[exponent + _POW10_BIAS]
-    shift = digits - 1 - exponent
-    in_table = np.abs(shift) <= 22
-    shift = np.clip(shift, -22, 22)
-    scale = _POW10[np.abs(shift) + _POW10_BIAS]
-    up = shift >= 0
-    scaled = np.where(up, x * scale, x / scale)
-    mantissa = np.rint(scaled)
-    exact = in_table & (((shift >= 0) & (shift <= 12)) | (np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) > 1e-6))
-    return np.where(up, mantissa / scale, mantissa * scale), exact
-
-
-def _formatted(x: np.ndarray, digits: int) -> np.ndarray:
-    numbers, exact = _round_significant(x, digits)
-    if not exact.all():
-        spec = f"%.{digits}g"
-        numbers[~exact] = [float(spec % value) for value in x[~exact].tolist()]
-    return numbers
-
-
-def _float32_numbers(array: np.ndarray) -> np.ndarray:
-    """float64 values whose shortest repr is the decimal TF Serving writes for each float32 (NaN, ±inf and
-    zeros unchanged)."""
-    narrow = np.asarray(array, dtype=np.float32)
-    wide = narrow.astype(np.float64)
-    plain = np.isfinite(wide) & (wide != 0)
-    if not plain.any():
-        return wide
-    x = wide[plain]
-    numbers = _formatted(x, 6)
-    long = numbers.astype(np.float32) != narrow[plain]
-    if long.any():
-        numbers[long] = _formatted(x[long], 9)
-    wide[plain] = numbers
-    return wide
-
-
-# ----------------------------------------------------------------------------------- Classify / Regress
-
-
-def examples_from_json(body: Any) -> list[bytes]:
-    """The request's tf.Examples, serialized, each with the "context" features merged in.
-
-    TF Serving's typing (AddValueToFeature): an integer token → int64_list, true/false → int64_list (1/0), a
-    decimal token → float_list, a string or {"b64": ...} → bytes_list; a feature's values (one, or a flat
-    list) must share one list type. The merge is TF Serving's: the context's bytes followed by the example's,
-    so a feature named in both takes the example's value (protobuf's map merge).
-    """
-    try:
-        return _examples(body)
-    except InvalidInputError as error:
-        raise _utf8_safe(error) from None
-
-
-def _examples(body: Any) -> list[bytes]:
-    if not isinstance(body, dict):
-        raise InvalidInputError(f"JSON Value: {_show(body)} Is not object")
-    context = _example(body["context"]).SerializeToString() if "context" in body else b""
-    if "examples" not in body:
-        raise InvalidInputError(
-            f"JSON Value: {_show(body)} When method is classify, key 'examples' is expected and was not found"
-        )
-    examples = body["examples"]
-    if not isinstance(examples, list):
-        raise InvalidInputError(f"JSON Value: {_show(body)} Expecting 'examples' value to be an list/array")
-    if not examples:
-        raise InvalidInputError(f"JSON Value: {_show(body)} 'examples' value is an empty array")
-    return [context + _example(example).SerializeToString() for example in examples]
-
-
-def _example(value: Any) -> example_pb2.Example:
-    """TF Serving's MakeExampleFromJsonObject."""
-    if not isinstance(value, dict):
-        raise InvalidInputError(f"Example must be JSON object but got JSON {_json_type(value)}")
-    example = example_pb2.Example()
-    for name, content in value.items():
-        feature = _feature(name, content if type(content) is list else [content])
-        try:
-            example.features.feature[name].CopyFrom(feature)
-        except ValueError:  # UnicodeEncodeError: protobuf's map keys are UTF-8
-            raise InvalidInputError(f"Feature name {_show(name)} is not valid UTF-8 (an unpaired surrogate)") from None
-    return example
-
-
-_KIND_NAMES = {None: "UNKNOWN", "int64_list": "int64", "float_list": "float", "bytes_list": "bytes"}
-
-
-def _feature(name: str, values: Iterable[Any]) -> feature_pb2.Feature:
-    kind: str | None = None
-    items: list[Any] = []
-    for value in values:
-        value_kind = _feature_kind(name, value)
-        if kind is not None and value_kind != kind:
-            raise InvalidInputError(
-                f"Unexpected element type in feature: {_cut(name)} expecting type: {_KIND_NAMES[kind]}"
-            )
-        kind = value_kind
-        items.append(_feature_item(name, value_kind, value))
-    feature = feature_pb2.Feature()
-    if kind is not None:
-        getattr(feature, kind).value.extend(items)
-    return feature
-
-
-def _feature_kind(name: str, value: Any) -> str:
-    """The feature list a JSON value belongs in (AddValueToFeature): a decimal token, or an integer token
-    rapidjson reads as a double (outside int64 and uint64), is a float."""
-    if type(value) is bool:
-        return "int64_list"
-    if type(value) is str or _is_b64(value):
-        return "bytes_list"
-    if type(value) is int and _INT64_MIN <= value < _UINT64_END:
-        return "int64_list"
-    if type(value) in _NUMBER_TYPES:
-        return "float_list"
-    raise InvalidInputError(f"Feature: {_cut(name)} has element with unexpected JSON type: {_json_type(value)}")
-
-
-def _feature_item(name: str, kind: str, value: Any) -> Any:
-    try:
-        if kind == "bytes_list":
-            return value.encode() if type(value) is str else _b64_decode(value)
-        if kind == "float_list":
-            return _lossless(value, 0, _FLOAT_MAX[np.dtype(np.float32)], "float")
-    except _ValueError as error:
-        raise InvalidInputError(str(error)) from None
-    except UnicodeEncodeError:
-        raise InvalidInputError(f"Feature: {_cut(name)} has a string that is not valid UTF-8") from None
-    if value >= 1 << 63:
-        raise InvalidInputError(f"Feature: {_cut(name)} has uint64 element. Only int64 is supported.")
-    return int(value)
-
-
-def classify_response(classes: np.ndarray | None, scores: np.ndarray | None) -> dict[str, Any]:
-    """`{"results": [[[label, score], ...], ...]}`, one list per example (MakeJsonFromClassificationResult).
-
-    `classes` (strings) and `scores` are [examples, classes] arrays; either may be absent, as in TF Serving's
-    ClassificationResult: labels are then "" and scores 0.0. Scores are written as float32, the proto's type.
-    """
-    if classes is None and scores is None:
-        raise InvalidInputError("Cannot convert empty ClassificationResults to JSON")
-    shape = None
-    for what, array in (("classes", classes), ("scores", scores)):
-        if array is None:
-            continue
-        array = np.asarray(array)
-        if array.ndim != 2 or (shape is not None and array.shape != shape):
-            expected = "[batch_size num_classes]" if shape is None else _shape_text(shape)
-            raise InvalidInputError(f"Expected {what} Tensor shape: {expected} but got {_shape_text(array.shape)}")
-        shape = array.shape
-    assert shape is not None
-    if shape[0] == 0:
-        raise InvalidInputError("Cannot convert empty ClassificationResults to JSON")
-    labels = (
-        [[_string(label, False) for label in row] for row in np.asarray(classes).tolist()]
-        if classes is not None
-        else [[""] * shape[1]] * shape[0]
-    )
-    values = _float32_numbers(np.asarray(scores)).tolist() if scores is not None else [[0.0] * shape[1]] * shape[0]
-    return {"results": [[list(pair) for pair in zip(*row)] for row in zip(labels, values)]}
-
-
-def regress_response(values: np.ndarray) -> dict[str, Any]:
-    """`{"results": [value, ...]}`, one per example (MakeJsonFromRegressionResult); values are float32.
-
-    TF Serving's regressor takes a [batch_size] or [batch_size, 1] output.
-    """
-    array = np.asarray(values)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 1:
-        raise InvalidInputError(
-            "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
-            f"{_shape_text(array.shape)}"
-        )
-    if array.size == 0:
-        raise InvalidInputError("Cannot convert empty RegressionResults to JSON")
-    return {"results": _float32_numbers(array).tolist()}

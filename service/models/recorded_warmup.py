@@ -16,14 +16,8 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from service.errors import InvalidInputError
 from service.tensors import image_inputs
-from service.runtime.signatures import (
-    ENCODED_IMAGES_SIGNATURE,
-    INPUT_KEY_BY_SIGNATURE,
-    PIXELS_SIGNATURE,
-    SERIALIZED_EXAMPLES_SIGNATURE,
-)
 from service.runtime.model_runtime import ModelLoadError, ModelRuntime, SignatureInputError, read_tfrecords
-from service.runtime.signatures import DEFAULT_SIGNATURE
+from service.runtime.signatures import DEFAULT_SIGNATURE, IMAGE_INPUT_BY_SIGNATURE, image_items
 from service.tensors.tensor_proto import to_array
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -61,17 +55,14 @@ def _request_of(log: prediction_log_pb2.PredictionLog) -> WarmupRequest:
     if kind != "predict_log":
         raise InvalidInputError(f"{kind or 'an empty log'} cannot warm up an image classifier; record predict_log or classify_log")
     request = log.predict_log.request
-    signature = request.model_spec.signature_name or SERIALIZED_EXAMPLES_SIGNATURE
-    input_key = INPUT_KEY_BY_SIGNATURE.get(signature)
+    signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
+    input_key = IMAGE_INPUT_BY_SIGNATURE.get(signature)  # the image path's signatures, as the data plane routes them
     if input_key is None or input_key not in request.inputs:
-        raise InvalidInputError(f"predict_log needs signature {sorted(INPUT_KEY_BY_SIGNATURE)} and its input")
-    tensor = request.inputs[input_key]
-    if signature == PIXELS_SIGNATURE:
-        return WarmupRequest(pixels=image_inputs.float_array(tensor, input_key))
-    values = image_inputs.string_vector(tensor, input_key)
-    if signature != ENCODED_IMAGES_SIGNATURE:
-        values = image_inputs.image_bytes_from_serialized_examples(values, input_key)
-    return WarmupRequest(images=values)
+        raise InvalidInputError(f"predict_log needs signature {sorted(IMAGE_INPUT_BY_SIGNATURE)} and its input")
+    items = image_items(signature, to_array(request.inputs[input_key], input_key), None)
+    if isinstance(items, np.ndarray):
+        return WarmupRequest(pixels=items)
+    return WarmupRequest(images=items)
 
 
 def run_recorded_predictions(runtime: ModelRuntime, version_dir: Path) -> int:

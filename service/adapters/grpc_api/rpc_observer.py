@@ -14,8 +14,8 @@ from typing import Any, Awaitable, Callable
 import grpc
 
 from service.observability.observation import RequestObserver
-from service.process.self_warmup import is_warmup_call, mark_warmup, reset_warmup
 from service.observability.tracing import extract_context
+from service.observability.warmup_marker import METADATA_KEY as WARMUP_METADATA_KEY, mark_warmup, reset_warmup
 
 HEALTH_SERVICE = "grpc.health.v1.Health"  # probes: counted, but neither traced nor access-logged
 
@@ -42,6 +42,11 @@ def requested_model(request: Any) -> str | None:
     if name is None:
         name = getattr(request, "name", None)
     return name if isinstance(name, str) else None
+
+
+def is_warmup_call(context: grpc.aio.ServicerContext) -> bool:
+    """Whether the call carries the self-warm-up marker (sent by service/process/self_warmup.py)."""
+    return any(key == WARMUP_METADATA_KEY for key, _ in context.invocation_metadata() or ())
 
 
 def _peer_attributes(peer: str | None) -> dict[str, Any]:
