@@ -295,6 +295,20 @@ def test_float_inputs_refuse_non_numbers(dtype: DType) -> None:
             x=dtype)
 
 
+@pytest.mark.parametrize("dtype", [FLOAT32, FLOAT64, INT32, INT64, UINT8], ids=lambda d: d.tf_name)
+def test_numbers_read_by_numpy_still_refuse_a_boolean_among_them(dtype: DType) -> None:
+    """Dense numeric lists are read by numpy, which takes true and false for 1 and 0: a boolean hidden among
+    numbers (one of few zeros and ones, or one of many) is still refused in TF Serving's words."""
+    name = dtype.tf_name.removeprefix("DT_").lower()
+    few = [[[2, 3], [4, True]], [[0, 1], [5, 6]]]
+    many = [[0] * 100 + [False]]
+    for value in (few, many):
+        refused({"instances": value}, f"Type: (True|False) is not of expected type: {name}", x=dtype)
+        refused({"inputs": value}, f"Type: (True|False) is not of expected type: {name}", x=dtype)
+    array = parse({"instances": [[[2, 3], [0, 1]], [[0, 1], [5, 6]]]}, x=dtype)[0]["x"]
+    assert array.dtype == dtype.numpy and array.tolist() == [[[2, 3], [0, 1]], [[0, 1], [5, 6]]]
+
+
 def test_bool_inputs_take_only_true_and_false() -> None:
     assert parse({"instances": [[True, False]]}, x=BOOL)[0]["x"].tolist() == [[True, False]]
     refused({"instances": [1]}, "JSON Value: 1 Type: Number is not of expected type: bool", x=BOOL)

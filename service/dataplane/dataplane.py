@@ -85,14 +85,17 @@ class DataPlane:
             if route.image_input is not None:
                 items = self._images.items(served, route, inputs)
                 del inputs
-                self._describe(served, len(items))
+                if self._tracing:
+                    self._describe(served, len(items))
                 predictions = await self._images.classify(
                     served, items, route.image_input, request.deadline, self._item_context()
                 )
                 outputs = self._images.outputs(predictions)
             else:
                 outputs = await self._run_signature(served, spec, inputs, request.deadline)
-            return PredictResult(served.name, served.version, spec.name, {name: outputs[name] for name in wanted})
+            if list(outputs) != wanted:
+                outputs = {name: outputs[name] for name in wanted}
+            return PredictResult(served.name, served.version, spec.name, outputs)
 
     async def classify(self, request: ExamplesRequest) -> ClassifyResult:
         """Classify serialized tf.Examples: an image model's serving_default through the image path, any
@@ -163,7 +166,7 @@ class DataPlane:
 
     def _item_context(self) -> object:
         """What the batch listeners learn of the request behind an item (see batching.BatchInfo.contexts)."""
-        if warmup_marker.in_warmup():
+        if _in_warmup():
             return warmup_marker.BATCH_ITEM_CONTEXT
         return current_span_context() if self._tracing else None
 
@@ -233,6 +236,9 @@ class DataPlane:
             raise InvalidInputError(f"model config not applied: {error}") from None
         except ModelLoadError as error:
             raise InvalidInputError(f"model config not applied, the served models are unchanged: {error}") from None
+
+
+_in_warmup = warmup_marker.in_warmup
 
 
 def _non_empty(examples: Any) -> Any:

@@ -90,6 +90,10 @@ class ImagePath:
     @staticmethod
     def outputs(predictions: Sequence[Prediction]) -> dict[str, np.ndarray]:
         """The answers as `classify_pixels` returns them: `classes` (bytes) and `scores` (float32), [N, k]."""
+        if len(predictions) == 1:  # the common request: its scores are a row of the batch's, viewed not copied
+            classes = np.empty((1, len(predictions[0].classes)), dtype=object)
+            classes[0] = predictions[0].classes
+            return dict(zip(OUTPUT_KEYS, (classes, np.asarray(predictions[0].scores, dtype=np.float32).reshape(1, -1))))
         classes = np.empty((len(predictions), len(predictions[0].classes) if predictions else 0), dtype=object)
         for row, prediction in enumerate(predictions):
             classes[row] = prediction.classes

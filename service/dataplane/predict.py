@@ -15,7 +15,7 @@ from service.tensors.spec import SignatureSpec, TensorSpec
 
 def check_input_names(spec: SignatureSpec, inputs: Mapping[str, object]) -> None:
     """Exactly the signature's inputs, each once."""
-    if len(inputs) == len(spec.inputs) and all(name in spec.inputs for name in inputs):
+    if inputs.keys() == spec.inputs.keys():
         return
     for name in inputs:
         if name not in spec.inputs:

@@ -445,7 +445,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
     admission = parser.add_argument_group("Admission and deadlines")
     admission.add_argument(
         "--max_inflight_requests", type=_non_negative_int, metavar="N",
-        help="inference requests being decoded, queued or computed at once; beyond it RESOURCE_EXHAUSTED at once "
+        help="inference requests in flight (decoding, queued or running) at once; beyond it RESOURCE_EXHAUSTED at once "
         "(REST: 429). Health checks, metadata and status are not counted, so an overloaded server still answers "
         "its probes (0: no limit)",
     )

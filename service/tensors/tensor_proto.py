@@ -18,7 +18,7 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from service.errors import InvalidInputError
-from service.tensors.dtypes import BY_TF_ENUM, STRING, DType, of_array, tf_type_name
+from service.tensors.dtypes import BY_NUMPY, BY_TF_ENUM, STRING, DType, of_array, tf_type_name
 
 MAX_DIMENSION = 2**31 - 1  # TF Serving refuses larger dimensions too, and numpy cannot describe some
 MAX_RANK = 64  # numpy's limit (NPY_MAXDIMS); TensorFlow allows 254, but no request tensor needs more than 64
@@ -41,6 +41,11 @@ def checked_shape(dims: Sequence[int], what: str, max_elements: int = MAX_ELEMEN
     overflow; the limit applies to the non-zero dimensions even when a zero one empties the tensor, since
     numpy cannot describe such a shape either.
     """
+    if 0 < len(dims) <= MAX_RANK and min(dims) > 0 and max(dims) <= MAX_DIMENSION:  # the usual case, at once
+        shape = tuple(dims)
+        count = math.prod(shape)
+        if count <= max_elements:
+            return shape, count
     if len(dims) > MAX_RANK:  # before reading them: the message names the rank, not thousands of dimensions
         raise InvalidInputError(f"{what} has {len(dims)} dimensions; at most {MAX_RANK} are supported")
     shape = tuple(int(size) for size in dims)
@@ -77,10 +82,10 @@ def to_array(
     shape, count = checked_shape([dim.size for dim in tensor.tensor_shape.dim], what, max_elements)
     content = tensor.tensor_content
     if content:
-        if dtype.is_string:
+        if dtype is STRING:
             raise InvalidInputError(f"{what} is DT_STRING: its values belong in string_val, not tensor_content")
         return _from_content(content, dtype, shape, count, what)
-    if dtype.is_string:
+    if dtype is STRING:
         _check_value_count(len(tensor.string_val), count, "string_val", shape, what)
         return _repeat_last(list(tensor.string_val), np.empty(count, dtype=object), b"", "string_val", shape, what)
     return _from_typed_values(tensor, dtype, shape, count, what)
@@ -190,10 +195,13 @@ def packed_bytes(array: np.ndarray) -> bytes:
     return array.astype(array.dtype.newbyteorder("<")).tobytes(order="C")
 
 
+_BYTES_ONLY = frozenset((bytes,))
+
+
 def string_elements(array: np.ndarray) -> list[bytes]:
     """A string array's elements as bytes, row-major: str is UTF-8 encoded; anything else is a TypeError."""
     values = array.ravel().tolist()
-    if all(type(value) is bytes for value in values):
+    if set(map(type, values)) <= _BYTES_ONLY:
         return values
     elements = []
     for value in values:
@@ -213,14 +221,17 @@ def fill_proto(tensor: tensor_pb2.TensorProto, array: np.ndarray, *, as_content:
     answers by default (clients read `outputs["y"].float_val`); strings always in `string_val`. TypeError for
     an array no TensorProto type holds (a server bug, not a client's).
     """
-    array = np.asarray(array)
-    dtype = tensor_type(array)
+    if type(array) is not np.ndarray:
+        array = np.asarray(array)
+    dtype = BY_NUMPY.get(array.dtype) or tensor_type(array)
     tensor.Clear()
     tensor.dtype = dtype.tf_enum
-    tensor.tensor_shape.SetInParent()  # present even for a scalar, as TensorFlow writes it
+    shape = tensor.tensor_shape
+    shape.SetInParent()  # present even for a scalar, as TensorFlow writes it
+    dims = shape.dim
     for size in array.shape:
-        tensor.tensor_shape.dim.add(size=size)
-    if dtype.is_string:
+        dims.add(size=size)
+    if dtype is STRING:
         tensor.string_val.extend(string_elements(array))
     elif not array.size:
         return
@@ -233,6 +244,8 @@ def fill_proto(tensor: tensor_pb2.TensorProto, array: np.ndarray, *, as_content:
 def _typed_values(array: np.ndarray, dtype: DType) -> list:
     """The values as the typed field holds them: half and bfloat16 as their 16-bit patterns, complex numbers
     as interleaved (real, imaginary) pairs."""
+    if dtype.proto_field != "half_val" and dtype.numpy.kind != "c":
+        return array.ravel().tolist()
     flat = np.ascontiguousarray(array).reshape(-1)
     if dtype.proto_field == "half_val":
         return flat.view(np.uint16).tolist()

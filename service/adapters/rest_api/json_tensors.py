@@ -232,8 +232,46 @@ _FLOAT_MAX = {
 _NUMBER_TYPES = frozenset({int, float})
 
 
+_BOOL_LOOKUPS = 64  # values of 0 or 1 whose JSON type is looked up before numpy's reading is trusted
+
+
+def _numpy_read(value: Any, target: np.dtype) -> np.ndarray | None:
+    """A dense nested list of JSON numbers for a float32, float64 or integer tensor, read by numpy in C (about
+    twice as fast as walking it); None whenever numpy's reading could differ from TF Serving's rules, and the
+    checked path decides. numpy reads JSON true and false as 1 and 0, so the few values equal to 0 or 1 are
+    looked up in the list and any boolean among them sends the value to the checked path."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):  # ragged, or a value numpy cannot hold
+        return None
+    kind = array.dtype.kind
+    if kind not in "if" or not array.size or array.ndim > MAX_TENSOR_DEPTH:
+        return None
+    if target.kind in _INT_KINDS:
+        info = np.iinfo(target)
+        if kind != "i" or array.min() < info.min or array.max() > info.max:
+            return None
+    elif np.abs(array).max() > _FLOAT_DTYPES[target]:  # large integers must be exact, large floats finite
+        return None
+    candidates = np.flatnonzero((array == 0) | (array == 1))
+    if len(candidates) > _BOOL_LOOKUPS:
+        return None
+    for index in zip(*np.unravel_index(candidates, array.shape)):
+        leaf = value
+        for position in index:
+            leaf = leaf[position]
+        if type(leaf) is bool:
+            return None
+    return array.astype(target, copy=False)
+
+
 def _fast_tensor(value: Any, dtype: DType) -> np.ndarray | None:
     """The array when cheap whole-list checks show the value is valid; None sends it to the slow path."""
+    target = dtype.numpy
+    if isinstance(value, list) and (target.kind in _INT_KINDS or target in (np.float32, np.float64)):
+        array = _numpy_read(value, target)
+        if array is not None:
+            return array
     found = _leaves(value)
     if found is None:
         return None
