@@ -33,6 +33,7 @@ from service.adapters.grpc_api.routing import MethodRouter
 from service.adapters.grpc_api.undecodable import reject_undecodable_requests
 from service.adapters.kserve_api.inference_service import SERVICE_NAME as KSERVE_SERVICE
 from service.adapters.kserve_api.inference_service import InferenceServicer
+from service.adapters.kserve_api.http_api import KServeHttpApi
 from service.observability.metrics import ServingMetrics
 from service.models.model_config import parse_model_config
 from service.models.model_manager import ModelManager
@@ -140,6 +141,9 @@ class ModelServer:
             self.dataplane,
             observer=observer,
             metrics_exposition=self.metrics.exposition,
+            more_routes=[KServeHttpApi(
+                self.dataplane, observer=observer, timeout_seconds=settings.rest_api_timeout_in_ms / 1000,
+            ).add_routes],
             metrics_path=settings.prometheus_path,
             max_body_bytes=settings.rest_api_max_body_bytes or settings.grpc_max_message_bytes,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,

@@ -274,7 +274,7 @@ CASES: dict[str, Case] = {
     "double-slash": Case("/v1/models//half_plus_two:predict", j({"instances": [1.0]}), 404, ("Malformed request",)),
     "empty-model-name": Case("/v1/models/:predict", j({"instances": [1.0]}), 404, ("Malformed request",)),
     "query-string-ignored": Case(PREDICT + "?signature_name=nope", j({"instances": [1.0]}), 200, answer=OK_ANSWER),
-    "outside-v1": Case("/v2/models/half_plus_two/infer", b"{}", 404, json_error=False),
+    "outside-the-apis": Case("/v3/models/half_plus_two/infer", b"{}", 404, json_error=False),
     "url-over-8k": Case("/v1/models/" + "m" * 20_000 + ":predict", b"{}", 400, json_error=False, malformed_http=True),
     "model-name-5k": Case("/v1/models/" + "m" * 5000 + ":predict", j({"instances": [1.0]}), 404,
                           ("Servable not found for request: Latest(mmm",)),

@@ -13,9 +13,6 @@ outputs are named as in the signature, every v2 datatype mapped both ways (v2_te
 
 from __future__ import annotations
 
-import contextlib
-from importlib import metadata
-from typing import Iterator
 
 import grpc
 import numpy as np
@@ -23,45 +20,12 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from service.adapters.grpc_status import deadline_of, maps_errors_to_status
 from service.adapters.kserve_api import v2_tensors as v2
+from service.adapters.kserve_api.protocol import PLATFORM, SERVER_NAME, parse_version, server_version, worded_for_triton
 from service.dataplane import DataPlane, PredictRequest
-from service.errors import InvalidInputError, ModelNotFoundError
+from service.errors import InvalidInputError
 from service.tensors.spec import SignatureSpec, TensorSpec
 
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
-PLATFORM = "tensorflow_savedmodel"
-SERVER_NAME = "batchserve"
-
-
-def _server_version() -> str:
-    try:
-        return metadata.version(SERVER_NAME)
-    except metadata.PackageNotFoundError:
-        return "0"
-
-
-def parse_version(text: str) -> int | None:
-    """KServe versions are strings; "" means the server's choice (the highest available)."""
-    if not text:
-        return None
-    # ASCII digits only ("²" and "١" are digits to str.isdigit), within int64 as versions are
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > 2**63 - 1:
-        raise InvalidInputError(f"model_version must be a version number or empty, got '{text[:40]}'")
-    return int(text)
-
-
-@contextlib.contextmanager
-def _worded_for_triton() -> Iterator[None]:
-    """An unknown model or version in Triton's words, which tritonclient users match on."""
-    try:
-        yield
-    except ModelNotFoundError as error:
-        version = f" version {error.version}" if error.version is not None else ""
-        raise ModelNotFoundError(
-            f"Request for unknown model: '{error.model_name}'{version} is not found",
-            model_name=error.model_name, version=error.version,
-        ) from None
-
-
 class _V2Inputs:
     """A ModelInferRequest's tensors (typed, or raw bytes in `raw_input_contents`), decoded when the data plane
     asks."""
@@ -110,7 +74,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ModelReadyResponse(ready=self._dataplane.model_ready(request.name, version))
 
     async def ServerMetadata(self, request, context):  # type: ignore[no-untyped-def]
-        return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=_server_version(), extensions=[])
+        return service_pb2.ServerMetadataResponse(name=SERVER_NAME, version=server_version(), extensions=[])
 
     @maps_errors_to_status
     async def ModelMetadata(
@@ -118,7 +82,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     ) -> service_pb2.ModelMetadataResponse:
         """The inputs and outputs of a request that names no signature: an image model's `images` or
         `pixels` and its `classes` and `scores`, any other model's serving_default."""
-        with _worded_for_triton():
+        with worded_for_triton():
             model = self._dataplane.describe_model(request.name, parse_version(request.version))
         return service_pb2.ModelMetadataResponse(
             name=model.name, versions=[str(v) for v in model.available_versions], platform=PLATFORM,
@@ -132,7 +96,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     ) -> service_pb2.ModelInferResponse:
         """Any model: the request's signature parameter, or the model's default for its inputs."""
         name, version = request.model_name, parse_version(request.model_version)
-        with _worded_for_triton():
+        with worded_for_triton():
             self._dataplane.check_model(name, version)  # NOT_FOUND before a fault in the parameters
             signature = _signature_parameter(request)
             result = await self._dataplane.predict(PredictRequest(

@@ -193,3 +193,106 @@ def fill_output(response: service_pb2.ModelInferResponse, name: str, array: np.n
     raw = serialize_bytes(string_elements(array)) if dtype.is_string else packed_bytes(array)
     response.outputs.add(name=name, datatype=dtype.v2_name, shape=array.shape)
     response.raw_output_contents.append(raw)
+
+
+# -- KServe v2 over HTTP: JSON `data`, and Triton's binary tensor data extension ---------------------------
+
+_MAX_JSON_DEPTH = 64
+
+
+def _dtype_of(datatype: object, what: str) -> DType:
+    dtype = BY_V2_NAME.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise InvalidInputError(
+            f"{what} has datatype '{str(datatype)[:40]}', which is not a KServe v2 datatype; "
+            f"expected one of {', '.join(_CONTENTS_FIELD)}"
+        )
+    return dtype
+
+
+def _shape_of(shape: object, what: str) -> tuple[tuple[int, ...], int]:
+    if not isinstance(shape, list) or not all(type(size) is int for size in shape):
+        raise InvalidInputError(f"{what} must have a 'shape': a list of integers")
+    return checked_shape(shape, what)
+
+
+def binary_input(datatype: object, shape: object, raw: bytes, what: str) -> np.ndarray:
+    """An input sent in the binary tensor data extension: `raw` is its `binary_data_size` bytes, laid out as
+    raw_input_contents (little-endian numbers; BYTES each after a 4-byte length)."""
+    dtype = _dtype_of(datatype, what)
+    checked, count = _shape_of(shape, what)
+    return _from_raw(raw, dtype, checked, count, what)
+
+
+def json_input(datatype: object, shape: object, data: object, what: str) -> np.ndarray:
+    """An input's JSON `data`, row-major, flat or nested: numbers for numeric datatypes (integers only for
+    integer types), true/false for BOOL, strings (UTF-8) for BYTES."""
+    dtype = _dtype_of(datatype, what)
+    checked, count = _shape_of(shape, what)
+    flat = _flattened(data, what)
+    if len(flat) != count:
+        raise InvalidInputError(
+            f"{what} declares shape {list(checked)} ({count} elements) but its data holds {len(flat)} values"
+        )
+    types = set(map(type, flat))
+    if dtype.is_string:
+        if not types <= {str}:
+            raise InvalidInputError(f"{what} is BYTES: its data must be strings")
+        values = np.empty(count, dtype=object)
+        try:
+            values[:] = [value.encode("utf-8") for value in flat]
+        except UnicodeEncodeError:
+            raise InvalidInputError(f"{what} holds a string that is not valid Unicode (a lone surrogate)") from None
+        return values.reshape(checked)
+    kind = dtype.numpy.kind
+    allowed = {bool} if kind == "b" else {int} if kind in "iu" else {int, float}
+    if not types <= allowed:
+        wanted = "true or false" if kind == "b" else "integers" if kind in "iu" else "numbers"
+        raise InvalidInputError(f"{what} is {dtype.v2_name}: its data must be {wanted}")
+    try:
+        array = np.array(flat, dtype=dtype.numpy)
+    except OverflowError:
+        raise InvalidInputError(f"{what} holds a value out of the range of {dtype.v2_name}") from None
+    if kind == "f" and count and not np.isfinite(array).all() and np.isfinite(np.array(flat, dtype=float)).all():
+        raise InvalidInputError(f"{what} holds a value out of the range of {dtype.v2_name}")
+    return array.reshape(checked)
+
+
+def _flattened(data: object, what: str) -> list:
+    """Nested lists of equal lengths, row-major; a bare value is one element."""
+    if not isinstance(data, list):
+        return [data]
+    level: list = data
+    for _ in range(_MAX_JSON_DEPTH):
+        kinds = set(map(type, level))
+        if list not in kinds:
+            return level
+        if kinds != {list}:
+            raise InvalidInputError(f"{what} has data that mixes lists and values at one level")
+        level = [item for sub in level for item in sub]
+    raise InvalidInputError(f"{what} has data nested deeper than {_MAX_JSON_DEPTH} levels")
+
+
+def output_parts(name: str, array: np.ndarray) -> tuple[str, list[int], np.ndarray, DType]:
+    """An output's v2 datatype and shape, the array and its table entry; NoV2TypeError for a complex array."""
+    array = np.asarray(array)
+    dtype = tensor_type(array)
+    if dtype.v2_name is None:
+        raise NoV2TypeError(f"output '{name}' has type {dtype.tf_name}, which cannot be expressed in KServe v2")
+    return dtype.v2_name, list(array.shape), array, dtype
+
+
+def binary_output(array: np.ndarray, dtype: DType) -> bytes:
+    """An output's bytes in the binary tensor data extension (raw_output_contents' layout)."""
+    return serialize_bytes(string_elements(array)) if dtype.is_string else packed_bytes(array)
+
+
+def json_output(array: np.ndarray, dtype: DType) -> list:
+    """An output's JSON `data`, flattened row-major: BYTES as UTF-8 strings (bytes that are not UTF-8 with
+    U+FFFD; ask for binary data to get them exactly), FP16 and BF16 as numbers."""
+    if dtype.is_string:
+        return [value.decode("utf-8", "replace") for value in string_elements(array)]
+    flat = array.reshape(-1)
+    if flat.dtype.kind == "f" and flat.dtype.itemsize < 4 or flat.dtype.kind == "V":
+        flat = flat.astype(np.float32)
+    return flat.tolist()

@@ -13,19 +13,19 @@ import asyncio
 import ssl
 import logging
 import re
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from opentelemetry import propagate
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from service.adapters.http_support import observed, read_body
 from service.adapters.rest_api import json_answers, json_body, json_examples, json_tensors
 from service.adapters.tf_serving_messages import EXPORT_METADATA, model_metadata_response, model_status_response
 from service.dataplane import DEFAULT_SIGNATURE, DataPlane, ExamplesRequest, PredictRequest
-from service.errors import DeadlineExceededError, InvalidInputError, ModelNotFoundError, ServingError, canonical_code
+from service.errors import InvalidInputError, ModelNotFoundError, ServingError, canonical_code
 from service.observability.metrics import METRICS_PATHS
 from service.observability.observation import RequestObserver
 from service.tensors.spec import SignatureSpec
@@ -101,6 +101,7 @@ class RestServer:
         *,
         observer: RequestObserver | None = None,
         metrics_exposition: MetricsExposition | None = None,
+        more_routes: Sequence[Callable[[web.Application], None]] = (),
         metrics_path: str = "",
         max_body_bytes: int = 64 * 1024 * 1024,
         shutdown_grace_seconds: float = 10.0,
@@ -115,6 +116,8 @@ class RestServer:
         self._app.router.add_route("*", "/{path:(?i:v1)/.*}", self._dispatch)
         if metrics_exposition is not None:
             add_metrics_routes(self._app, metrics_exposition, metrics_path)
+        for add_routes in more_routes:  # other HTTP protocols on the same port (KServe v2)
+            add_routes(self._app)
         self._started = False
         self._runner = web.AppRunner(
             self._app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_grace_seconds,
@@ -222,28 +225,9 @@ class RestServer:
     ) -> web.Response:
         """Run a handler body, observed like every gRPC request (metrics, server span, access log); map every
         failure onto TF Serving's {"error": ...} with its HTTP status."""
-        observer = self._observer
-        if observer is None:
-            return (await _respond(compute))[0]
-        traced = observer.tracing
-        observation = observer.begin(
-            model=observer.model_label(model), method=method, span_name=f"{request.method} {route}",
-            parent=propagate.extract(request.headers) if traced else None,
-            attributes=_http_attributes(request, route) if traced else None,
+        return await observed(
+            self._observer, request, model, method, route, lambda: _respond(compute), HTTP_STATUS_BY_CODE
         )
-        code = "UNKNOWN"
-        try:
-            response, code = await _respond(compute)
-            return response
-        except asyncio.CancelledError:  # the client went away
-            code = "CANCELLED"
-            raise
-        finally:
-            status = HTTP_STATUS_BY_CODE.get(code, 500) if code != "CANCELLED" else 499
-            observation.finish(
-                code, server_error=status >= 500, span_attributes={"http.response.status_code": status},
-                log_extra={"peer": request.remote, "http_status": status} if observer.access_log_enabled else None,
-            )
 
 
 async def _respond(compute: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[web.Response, str]:
@@ -265,20 +249,6 @@ def _malformed(request: web.Request) -> Callable[[], Awaitable[dict[str, Any]]]:
         raise ModelNotFoundError(f"Malformed request: {request.method} {request.path}")
 
     return refuse
-
-
-def _http_attributes(request: web.Request, route: str) -> dict[str, Any]:
-    """OpenTelemetry's HTTP server span attributes."""
-    attributes: dict[str, Any] = {
-        "http.request.method": request.method, "http.route": route, "url.path": request.path,
-        "url.scheme": request.scheme,
-    }
-    if request.remote:
-        attributes["network.peer.address"] = request.remote
-    agent = request.headers.get("User-Agent")
-    if agent:
-        attributes["user_agent.original"] = agent
-    return attributes
 
 
 def _version(version_text: str | None, label: str | None) -> int | str | None:
@@ -339,15 +309,9 @@ def _signature(body: dict[str, Any]) -> str:
 
 
 async def _json_body(request: web.Request, deadline: float | None) -> dict[str, Any]:
-    """The body, parsed; a body that does not arrive by the request's deadline (a slow client holding a
-    connection and a buffer) is refused with TF Serving's DEADLINE_EXCEEDED (504)."""
-    try:
-        async with asyncio.timeout_at(deadline):
-            raw = await request.read()
-    except TimeoutError:
-        raise DeadlineExceededError("the request body did not arrive before its deadline (--rest_api_timeout_in_ms)") from None
-    except RequestPayloadError as error:  # e.g. Content-Encoding: gzip on a body that is not gzip
-        raise InvalidInputError(f"the request body cannot be read: {error}") from None
+    """The body, parsed (a large one in a thread); TF Serving's DEADLINE_EXCEEDED (504) when it does not arrive
+    in time."""
+    raw = await read_body(request, deadline)
     loads = json_body.loads
     body = await asyncio.to_thread(loads, raw) if len(raw) > _OFF_LOOP_JSON_BYTES else loads(raw)
     if not isinstance(body, dict):
