@@ -17,7 +17,8 @@ def int_list(text: str) -> list[int]:
 def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
     """What to send, and in which protocol: shared by `load` and `compare`."""
     parser.add_argument("--protocol", choices=PROTOCOLS, default="tfs-grpc",
-                        help="TF Serving gRPC (default), TF Serving REST, or KServe v2 gRPC (Triton, MLServer)")
+                        help="TF Serving gRPC (default), TF Serving REST, KServe v2 gRPC (Triton, MLServer), or KServe v2 "
+                        "over HTTP with binary tensors (kserve-http) or JSON tensors (kserve-http-json)")
     parser.add_argument("--model", default="inception", help="the model's name on the server (default inception)")
     parser.add_argument(
         "--input", choices=["jpeg", "pixels", "tensor"], default="jpeg",

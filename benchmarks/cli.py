@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     load = commands.add_parser(
         "load", help="closed-loop and/or open-loop load against a running server (ours, TF Serving, Triton, ...)"
     )
-    load.add_argument("--target", required=True, help="HOST:PORT of the server (the REST port for tfs-rest)")
+    load.add_argument("--target", required=True, help="HOST:PORT of the server (the REST port for tfs-rest and kserve-http*)")
     add_workload_arguments(load)
     load.add_argument("--concurrency", type=int_list, default=[1, 4, 16, 32, 64], help="closed-loop levels, e.g. 1,4,16")
     load.add_argument("--rate", type=float, default=None, help="also run open-loop load at this many requests/s")

@@ -15,7 +15,7 @@ from typing import Callable
 
 from benchmarks.arguments import add_workload_arguments, int_list, workload_from_args
 from benchmarks.interleave import Comparison, server_block
-from benchmarks.load import LevelResult
+from benchmarks.load import PROTOCOLS, LevelResult
 from benchmarks.report import write_json
 
 
@@ -57,14 +57,17 @@ def compare_blocks(a_blocks: list[LevelResult], b_blocks: list[LevelResult]) -> 
 
 def run_compare(args: argparse.Namespace) -> int:
     workload = workload_from_args(args)
-    report: dict[str, object] = {"a": args.a, "b": args.b, "protocol": args.protocol, "model": args.model,
-                                 "input": args.input,
+    protocol_b = args.protocol_b or args.protocol
+    workload_b = workload if protocol_b == args.protocol else workload_from_args(
+        argparse.Namespace(**{**vars(args), "protocol": protocol_b}))
+    report: dict[str, object] = {"a": args.a, "b": args.b, "protocol": args.protocol, "protocol_b": protocol_b,
+                                 "model": args.model, "input": args.input,
                                  "rounds": args.rounds, "duration_s": args.duration, "levels": {}}
     levels: dict[str, object] = report["levels"]  # type: ignore[assignment]
     for concurrency in args.concurrency:
         a_blocks, b_blocks = alternate_blocks(
             lambda: server_block(args.a, workload, concurrency, args.duration, args.warmup),
-            lambda: server_block(args.b, workload, concurrency, args.duration, args.warmup),
+            lambda: server_block(args.b, workload_b, concurrency, args.duration, args.warmup),
             args.rounds,
         )
         summary = compare_blocks(a_blocks, b_blocks)
@@ -92,8 +95,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "compare", help="two running servers under the same load, alternating ABBA rounds; prints B ÷ A"
     )
     compare.add_argument("a", help="HOST:PORT of the baseline server")
-    compare.add_argument("b", help="HOST:PORT of the candidate server (same protocol)")
+    compare.add_argument("b", help="HOST:PORT of the candidate server (the REST port for an HTTP protocol)")
     add_workload_arguments(compare)
+    compare.add_argument("--protocol-b", choices=PROTOCOLS, default=None,
+                         help="B's protocol when it is not --protocol's: one server's protocols against each "
+                         "other, on the same payload")
     compare.add_argument("--concurrency", type=int_list, default=[1, 32], help="closed-loop levels (default 1,32)")
     compare.add_argument("--rounds", type=int, default=4, help="ABBA rounds per level (default 4)")
     compare.add_argument("--duration", type=float, default=5.0, help="measured seconds per block (default 5)")

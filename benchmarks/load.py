@@ -28,8 +28,11 @@ from tritonclient.utils import np_to_triton_dtype
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 MODEL_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
-# --protocol: TF Serving's gRPC API, its REST API, or KServe v2 (Open Inference Protocol) gRPC.
-PROTOCOLS = ("tfs-grpc", "tfs-rest", "kserve-grpc")
+# --protocol: TF Serving's gRPC API, its REST API, or KServe v2 (Open Inference Protocol) over gRPC, over HTTP
+# with binary tensors (as tritonclient.http sends with binary_data=True) or over HTTP with JSON tensors.
+PROTOCOLS = ("tfs-grpc", "tfs-rest", "kserve-grpc", "kserve-http", "kserve-http-json")
+HTTP_PROTOCOLS = ("tfs-rest", "kserve-http", "kserve-http-json")
+INFER_HEADER_LENGTH = "Inference-Header-Content-Length"
 _MESSAGE_LIMIT = 64 * 1024 * 1024
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MESSAGE_LIMIT), ("grpc.max_send_message_length", _MESSAGE_LIMIT)]
 
@@ -43,6 +46,8 @@ class Workload:
     images_per_request: int = 1
     protocol: str = "tfs-grpc"
     path: str = PREDICT_METHOD  # the gRPC method, or the REST URL path
+    # Per request, the length of its JSON header when binary tensors follow it (KServe v2 over HTTP); else empty.
+    header_lengths: tuple[int, ...] = ()
 
     @classmethod
     def encoded_images(
@@ -103,14 +108,43 @@ class Workload:
         signature (KServe v2 has none: the server's default is used)."""
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        requests = tuple(_encode(protocol, model, input_name, array, signature) for array in arrays)
+        encoded = [_encode(protocol, model, input_name, array, signature) for array in arrays]
+        requests = tuple(body for body, _ in encoded)
+        header_lengths = tuple(length for _, length in encoded) if protocol == "kserve-http" else ()
         path = {"tfs-grpc": PREDICT_METHOD, "kserve-grpc": MODEL_INFER_METHOD,
-                "tfs-rest": f"/v1/models/{model}:predict"}[protocol]
+                "tfs-rest": f"/v1/models/{model}:predict", "kserve-http": f"/v2/models/{model}/infer",
+                "kserve-http-json": f"/v2/models/{model}/infer"}[protocol]
         rows = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1
-        return cls(name=name, requests=requests, images_per_request=rows, protocol=protocol, path=path)
+        return cls(name=name, requests=requests, images_per_request=rows, protocol=protocol, path=path,
+                   header_lengths=header_lengths)
 
 
-def _encode(protocol: str, model: str, input_name: str, array: np.ndarray, signature: str) -> bytes:
+def _encode(protocol: str, model: str, input_name: str, array: np.ndarray, signature: str) -> tuple[bytes, int]:
+    """The request's bytes, and the length of its JSON header when binary tensors follow it (else 0)."""
+    if protocol in ("kserve-http", "kserve-http-json"):
+        tensor: dict[str, object] = {"name": input_name, "datatype": np_to_triton_dtype(array.dtype),
+                                     "shape": list(array.shape)}
+        if protocol == "kserve-http-json":  # as tritonclient.http sends with binary_data=False
+            if array.dtype == object:
+                raise ValueError("kserve-http-json carries BYTES as text, not encoded images: use kserve-http")
+            tensor["data"] = array.reshape(-1).tolist()
+            return json.dumps({"inputs": [tensor]}, separators=(",", ":")).encode(), 0
+        raw = _raw_tensor(array)
+        tensor["parameters"] = {"binary_data_size": len(raw)}
+        header = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}},
+                            separators=(",", ":")).encode()
+        return header + raw, len(header)
+    return _encode_other(protocol, model, input_name, array, signature), 0
+
+
+def _raw_tensor(array: np.ndarray) -> bytes:
+    """KServe v2's raw layout: little-endian numbers; BYTES each after a 4-byte length."""
+    if array.dtype == object:
+        return b"".join(struct.pack("<I", len(item)) + item for item in array.reshape(-1).tolist())
+    return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+
+
+def _encode_other(protocol: str, model: str, input_name: str, array: np.ndarray, signature: str) -> bytes:
     if protocol == "tfs-grpc":
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
@@ -129,11 +163,7 @@ def _encode(protocol: str, model: str, input_name: str, array: np.ndarray, signa
     if protocol == "kserve-grpc":
         request = kserve_pb2.ModelInferRequest(model_name=model)
         request.inputs.add(name=input_name, datatype=np_to_triton_dtype(array.dtype), shape=list(array.shape))
-        if array.dtype == object:
-            raw = b"".join(struct.pack("<I", len(item)) + item for item in array.reshape(-1).tolist())
-        else:
-            raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
-        request.raw_input_contents.append(raw)
+        request.raw_input_contents.append(_raw_tensor(array))
         return request.SerializeToString()
     if array.dtype == object:
         rows = [[{"b64": base64.b64encode(item).decode()} for item in row] if isinstance(row, np.ndarray)
@@ -275,7 +305,7 @@ Send = Callable[[bytes, float], Awaitable["grpc.StatusCode | str | None"]]
 @contextlib.asynccontextmanager
 async def _sender(target: str, workload: Workload) -> AsyncIterator[Send]:
     """send(request, timeout) -> None when answered OK, else the failure's code (a gRPC status, or HTTP_<n>)."""
-    if workload.protocol != "tfs-rest":
+    if workload.protocol not in HTTP_PROTOCOLS:
         async with _channel(target) as channel:
             call = channel.unary_unary(workload.path)
             yield lambda request, timeout: _send(call, request, timeout)
@@ -283,12 +313,17 @@ async def _sender(target: str, workload: Workload) -> AsyncIterator[Send]:
     import aiohttp
 
     url = f"http://{target}{workload.path}"
-    headers = {"Content-Type": "application/json"}
+    plain = {"Content-Type": "application/json"}
+    # Binary tensors after a JSON header (KServe v2 over HTTP): each request says where its header ends.
+    headers_of = {
+        id(request): {"Content-Type": "application/octet-stream", INFER_HEADER_LENGTH: str(length)}
+        for request, length in zip(workload.requests, workload.header_lengths)
+    }
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def post(request: bytes, timeout: float) -> str | None:
             try:
-                async with session.post(url, data=request, headers=headers,
+                async with session.post(url, data=request, headers=headers_of.get(id(request), plain),
                                         timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                     await response.read()
                     return None if response.status == 200 else f"HTTP_{response.status}"

@@ -153,16 +153,20 @@ def test_in_process_goodput_compares_the_policies_on_the_batcher_alone(tmp_path)
         assert sides["before"]["refused_early"] == 0 and sides["after"]["refused_early"] > 0
 
 
-@pytest.mark.parametrize("protocol", ["tfs-grpc", "tfs-rest", "kserve-grpc"])
+@pytest.mark.parametrize("protocol", ["tfs-grpc", "tfs-rest", "kserve-grpc", "kserve-http", "kserve-http-json"])
 @pytest.mark.parametrize("kind", ["jpeg", "pixels"])
 def test_the_load_generator_speaks_each_protocol(tiny_server, protocol, kind):
-    """The same load in TF Serving gRPC, TF Serving REST and KServe v2: what a user points at TF Serving,
-    Triton or MLServer."""
-    from benchmarks.load import Workload
+    """The same load in TF Serving gRPC, TF Serving REST and KServe v2 (gRPC, HTTP with binary or JSON
+    tensors): what a user points at TF Serving, Triton or MLServer."""
+    from benchmarks.load import HTTP_PROTOCOLS, Workload
 
+    if (protocol, kind) == ("kserve-http-json", "jpeg"):
+        with pytest.raises(ValueError, match="use kserve-http"):  # JSON BYTES are text, not encoded images
+            Workload.encoded_images("tiny", jpeg_corpus(4), protocol=protocol)
+        return
     workload = (Workload.encoded_images("tiny", jpeg_corpus(4), protocol=protocol) if kind == "jpeg"
                 else Workload.pixels("tiny", 32, 32, count=4, protocol=protocol))
-    target = tiny_server.address if protocol != "tfs-rest" else f"127.0.0.1:{tiny_server.metrics_port}"
+    target = tiny_server.address if protocol not in HTTP_PROTOCOLS else f"127.0.0.1:{tiny_server.metrics_port}"
     level = server_block(target, workload, 2, 0.5, 0.1)
     assert level.ok > 0 and not level.errors, level.errors
 
@@ -179,12 +183,27 @@ def test_compare_alternates_two_targets_and_reports_ratios(tiny_server, tmp_path
     assert "ratio" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("protocol", ["tfs-grpc", "tfs-rest", "kserve-grpc"])
+def test_compare_puts_one_servers_protocols_against_each_other(tiny_server, tmp_path):
+    """--protocol-b: the same payload over KServe v2 gRPC (A) and KServe v2 HTTP with binary tensors (B)."""
+    from benchmarks.cli import main
+
+    assert main(["compare", tiny_server.address, f"127.0.0.1:{tiny_server.metrics_port}", "--model", "tiny",
+                 "--input", "pixels", "--protocol", "kserve-grpc", "--protocol-b", "kserve-http",
+                 "--concurrency", "2", "--rounds", "2", "--duration", "0.3", "--warmup", "0.1",
+                 "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert (report["protocol"], report["protocol_b"]) == ("kserve-grpc", "kserve-http")
+    level = report["levels"]["2"]
+    assert level["errors"] == {"a": 0, "b": 0} and all(r > 0 for r in level["requests_per_s"]["ratio"])
+
+
+@pytest.mark.parametrize("protocol", ["tfs-grpc", "tfs-rest", "kserve-grpc", "kserve-http", "kserve-http-json"])
 def test_load_sends_a_tensor_of_any_name_shape_and_type(tiny_server, tmp_path, protocol):
     """docs/performance.md's `--input tensor`, as a user would point it at their own model."""
     from benchmarks.cli import main
+    from benchmarks.load import HTTP_PROTOCOLS
 
-    target = tiny_server.address if protocol != "tfs-rest" else f"127.0.0.1:{tiny_server.metrics_port}"
+    target = tiny_server.address if protocol not in HTTP_PROTOCOLS else f"127.0.0.1:{tiny_server.metrics_port}"
     assert main(["load", "--target", target, "--protocol", protocol, "--model", "tiny", "--input", "tensor",
                  "--tensor-name", "pixels", "--tensor-shape", "1,32,32,3", "--signature", "classify_pixels",
                  "--concurrency", "2", "--duration", "0.3", "--warmup", "0.1", "--out", str(tmp_path)]) == 0

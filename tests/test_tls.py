@@ -50,8 +50,10 @@ def secure(address: str, pki, client: str | None = None, ca: str = "ca") -> grpc
     return grpc.secure_channel(address, credentials)
 
 
-def rest_status(server: ServerProcess, pki, tmp_path, client: str | None = None) -> int | str:
-    """GET the model status over https on the REST port: the HTTP status, or the TLS failure's name."""
+def rest_status(
+    server: ServerProcess, pki, tmp_path, client: str | None = None, path: str = "/v1/models/tiny"
+) -> int | str:
+    """GET `path` (the model status) over https on the REST port: the HTTP status, or the TLS failure's name."""
     import ssl
     import urllib.error
     import urllib.request
@@ -62,7 +64,7 @@ def rest_status(server: ServerProcess, pki, tmp_path, client: str | None = None)
         (tmp_path / f"{client}.key").write_bytes(pki[client].key_pem)
         context.load_cert_chain(tmp_path / f"{client}.crt", tmp_path / f"{client}.key")
     try:
-        with urllib.request.urlopen(f"https://localhost:{server.metrics_port}/v1/models/tiny", context=context,
+        with urllib.request.urlopen(f"https://localhost:{server.metrics_port}{path}", context=context,
                                     timeout=10) as response:
             return response.status
     except urllib.error.URLError as error:  # refused during the handshake
@@ -94,6 +96,9 @@ def test_mutual_tls_admits_only_clients_with_a_certificate_from_the_ca(tiny_mode
         assert rest_status(server, pki, tmp_path, client="client") == 200
         assert rest_status(server, pki, tmp_path) != 200
         assert rest_status(server, pki, tmp_path, client="rogue_client") != 200
+        # KServe v2 over HTTP shares the port, and so its TLS and client verification.
+        assert rest_status(server, pki, tmp_path, client="client", path="/v2/models/tiny/ready") == 200
+        assert rest_status(server, pki, tmp_path, path="/v2/models/tiny/ready") != 200
         assert any("tls=mutual" in line for line in server.log_lines)
         assert "PRIVATE KEY" not in server.log and pki["server"].key_pem.decode() not in server.log
 
