@@ -737,16 +737,40 @@ def _to_json(array: np.ndarray):
     return array.tolist()
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "rest", "kserve"])
+@pytest.fixture(scope="module")
+def triton_http(server: ServerProcess):
+    import tritonclient.http as triton_http
+
+    client = triton_http.InferenceServerClient(f"127.0.0.1:{server.metrics_port}")
+    yield client
+    client.close()
+
+
+def triton_http_infer(client, model: str, inputs: dict[str, np.ndarray]):
+    """KServe v2 over HTTP with binary tensors both ways, as tritonclient.http sends with binary_data=True."""
+    import tritonclient.http as triton_http
+    from tritonclient.utils import np_to_triton_dtype
+
+    infer_inputs = []
+    for name, array in inputs.items():
+        infer_input = triton_http.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        infer_input.set_data_from_numpy(array, binary_data=True)
+        infer_inputs.append(infer_input)
+    return client.infer(model, infer_inputs)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest", "kserve", "kserve-http"])
 @pytest.mark.parametrize("model", sorted(BUILDERS))
-def test_every_model_answers_as_in_process_on_every_protocol(server, stub, triton, corpus, model, protocol):
+def test_every_model_answers_as_in_process_on_every_protocol(server, stub, triton, triton_http, corpus, model,
+                                                             protocol):
     inputs = _sample_inputs(model)
     expected = run_in_process(corpus[model], **inputs)
     if protocol == "grpc":
         assert_same(outputs_of(predict(stub, model, inputs)), expected)
         return
-    if protocol == "kserve":
-        result = triton_infer(triton, model, inputs)
+    if protocol in ("kserve", "kserve-http"):
+        result = (triton_infer(triton, model, inputs) if protocol == "kserve"
+                  else triton_http_infer(triton_http, model, inputs))
         actual = {name: result.as_numpy(name) for name in expected}
         for name, value in expected.items():
             if value.dtype == object:
