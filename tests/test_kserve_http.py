@@ -203,3 +203,33 @@ def _grpc_bytes(name: str, array: np.ndarray) -> triton_grpc.InferInput:
     tensor = triton_grpc.InferInput(name, list(array.shape), "BYTES")
     tensor.set_data_from_numpy(array)
     return tensor
+
+
+def test_bytes_as_base64_in_json(tiny_server):
+    """MLServer's `content_type: base64`: binary BYTES (an encoded image) in a JSON body, and back."""
+    import base64
+
+    status, _, answer = raw_call(tiny_server.metrics_port, "POST", "/v2/models/tiny/infer", {
+        "inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "parameters": {"content_type": "base64"},
+                    "data": [base64.b64encode(IMAGES[0]).decode()]}],
+        "outputs": [{"name": "classes", "parameters": {"content_type": "base64"}}]})
+    assert status == 200, answer
+    classes = json.loads(answer)["outputs"][0]["data"]
+    assert len(classes) == 5 and all(base64.b64decode(label).startswith(b"class_") for label in classes)
+    status, _, answer = raw_call(tiny_server.metrics_port, "POST", "/v2/models/tiny/infer", {
+        "inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "parameters": {"content_type": "base64"},
+                    "data": ["not base64!"]}]})
+    assert status == 400 and "not base64" in json.loads(answer)["error"]
+
+
+def test_tritons_timeout_parameter_is_the_deadline_within_the_rest_timeout():
+    from service.adapters.kserve_api.http_api import _deadline
+    from service.errors import InvalidInputError
+
+    assert _deadline({}, 100.0, None) is None
+    assert _deadline({}, 100.0, 160.0) == 160.0
+    assert _deadline({"timeout": 2_500_000}, 100.0, None) == 102.5  # microseconds, as Triton counts them
+    assert _deadline({"timeout": 2_500_000}, 100.0, 101.0) == 101.0  # --rest_api_timeout_in_ms still bounds it
+    for bad in (-1, 1.5, "1s", True):
+        with pytest.raises(InvalidInputError, match="'timeout' must be"):
+            _deadline({"timeout": bad}, 100.0, None)

@@ -455,3 +455,41 @@ def test_every_request_naming_a_model_is_labelled_with_it():
     assert requested_model(kserve.ModelReadyRequest(name="c")) == "c"
     assert requested_model(kserve.ModelMetadataRequest(name="d")) == "d"
     assert requested_model(kserve.ServerReadyRequest()) is None
+
+
+def test_kserve_http_requests_are_observed_like_grpc_ones(traced_server) -> None:
+    """KServe v2 over HTTP: its own method label, a server span continuing the client's traceparent and linked
+    to the batch it rode in, and one access-log line."""
+    import struct
+
+    server, receiver = traced_server
+    header, trace_id, client_span_id = traceparent()
+    image = jpeg(5)
+    head = json.dumps({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1],
+                                   "parameters": {"binary_data_size": 4 + len(image)}}]}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.metrics_port}/v2/models/{MODEL}/infer",
+        data=head + struct.pack("<I", len(image)) + image, method="POST",
+        headers={"Content-Type": "application/octet-stream", "traceparent": header,
+                 "Inference-Header-Content-Length": str(len(head))},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+    text = server.metrics_text()
+    assert value(text, "inference_requests_total", model=MODEL, method="kserve-http:infer", code="OK") >= 1
+    route = "POST /v2/models/{model_name}/infer"
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        mine = [s for s in spans if s.trace_id == trace_id]
+        return {route, f"batch {MODEL}"} <= {s.name for s in mine}
+
+    spans = [s for s in receiver.wait_for(complete) if s.trace_id == trace_id]
+    (span,) = [s for s in spans if s.name == route]
+    assert span.parent_span_id == client_span_id and span.kind == SERVER
+    assert span.attributes["http.response.status_code"] == 200
+    batches = [s for s in spans if s.name == f"batch {MODEL}"]
+    assert any(link.span_id == span.span_id for batch in batches for link in batch.links)
+    records = [json.loads(line) for line in server.log_lines if line.startswith("{")]
+    access = [r for r in records if r["logger"] == "service.access" and r.get("trace_id") == trace_id]
+    assert len(access) == 1 and access[0]["http_status"] == 200 and access[0]["rpc"] == route

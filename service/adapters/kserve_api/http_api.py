@@ -74,7 +74,8 @@ class _JsonOrBinaryInputs:
             if size is None:
                 if "data" not in tensor:
                     raise InvalidInputError(f"{what} has neither 'data' nor a 'binary_data_size' parameter")
-                arrays[name] = v2.json_input(tensor.get("datatype"), tensor.get("shape"), tensor["data"], what)
+                arrays[name] = v2.json_input(tensor.get("datatype"), tensor.get("shape"), tensor["data"], what,
+                                             base64_strings=_base64(tensor.get("parameters"), what))
                 continue
             if "data" in tensor:
                 raise InvalidInputError(f"{what} has both 'data' and a 'binary_data_size' parameter")
@@ -209,11 +210,12 @@ class KServeHttpApi:
         if request_id is not None and not isinstance(request_id, str):
             raise InvalidInputError("'id' must be a string")
         binary_default = _flag(parameters, "binary_data_output", False)
-        binary_outputs = {
-            output["name"]: _flag(_object(output.get("parameters", {}), f"output '{output['name']}' parameters"),
-                                  "binary_data", binary_default)
-            for output in outputs
-        }
+        binary_outputs, base64_outputs = {}, set()
+        for output in outputs:
+            output_parameters = _object(output.get("parameters", {}), f"output '{output['name']}' parameters")
+            binary_outputs[output["name"]] = _flag(output_parameters, "binary_data", binary_default)
+            if _base64(output_parameters, f"output '{output['name']}'"):
+                base64_outputs.add(output["name"])
         deadline = _deadline(parameters, arrival, rest_deadline)
         del body
         with worded_for_triton():
@@ -233,7 +235,7 @@ class KServeHttpApi:
                 entry["parameters"] = {"binary_data_size": len(chunk)}
                 chunks.append(chunk)
             else:
-                entry["data"] = v2.json_output(array, dtype)
+                entry["data"] = v2.json_output(array, dtype, base64_strings=output_name in base64_outputs)
             described.append(entry)
         answer["outputs"] = described
         header = orjson.dumps(answer)
@@ -319,6 +321,12 @@ def _binary_size(parameters: object, what: str) -> int | None:
     if type(size) is not int or size < 0:
         raise InvalidInputError(f"{what} parameter 'binary_data_size' must be a non-negative integer")
     return size
+
+
+def _base64(parameters: object, what: str) -> bool:
+    """The parameter `content_type` as MLServer's codecs write it: "base64" means BYTES data are base64
+    strings; other content types ("str", "np", ...) describe what the client encoded and change nothing here."""
+    return isinstance(parameters, dict) and parameters.get("content_type") == "base64"
 
 
 def _signature(parameters: dict[str, Any]) -> str | None:

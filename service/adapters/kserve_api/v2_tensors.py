@@ -10,6 +10,7 @@ are refused rather than truncated.
 
 from __future__ import annotations
 
+import base64
 import struct
 from typing import Iterable, Sequence
 
@@ -224,9 +225,10 @@ def binary_input(datatype: object, shape: object, raw: bytes, what: str) -> np.n
     return _from_raw(raw, dtype, checked, count, what)
 
 
-def json_input(datatype: object, shape: object, data: object, what: str) -> np.ndarray:
+def json_input(datatype: object, shape: object, data: object, what: str, *, base64_strings: bool = False) -> np.ndarray:
     """An input's JSON `data`, row-major, flat or nested: numbers for numeric datatypes (integers only for
-    integer types), true/false for BOOL, strings (UTF-8) for BYTES."""
+    integer types), true/false for BOOL, strings for BYTES: UTF-8 text, or base64 with `base64_strings`
+    (the input parameter `content_type: base64`, as MLServer reads it), so binary values fit in JSON."""
     dtype = _dtype_of(datatype, what)
     checked, count = _shape_of(shape, what)
     flat = _flattened(data, what)
@@ -240,7 +242,8 @@ def json_input(datatype: object, shape: object, data: object, what: str) -> np.n
             raise InvalidInputError(f"{what} is BYTES: its data must be strings")
         values = np.empty(count, dtype=object)
         try:
-            values[:] = [value.encode("utf-8") for value in flat]
+            values[:] = [_base64_value(value, what) for value in flat] if base64_strings else [
+                value.encode("utf-8") for value in flat]
         except UnicodeEncodeError:
             raise InvalidInputError(f"{what} holds a string that is not valid Unicode (a lone surrogate)") from None
         return values.reshape(checked)
@@ -256,6 +259,13 @@ def json_input(datatype: object, shape: object, data: object, what: str) -> np.n
     if kind == "f" and count and not np.isfinite(array).all() and np.isfinite(np.array(flat, dtype=float)).all():
         raise InvalidInputError(f"{what} holds a value out of the range of {dtype.v2_name}")
     return array.reshape(checked)
+
+
+def _base64_value(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise InvalidInputError(f"{what} has content_type base64 but holds a string that is not base64") from None
 
 
 def _flattened(data: object, what: str) -> list:
@@ -287,10 +297,12 @@ def binary_output(array: np.ndarray, dtype: DType) -> bytes:
     return serialize_bytes(string_elements(array)) if dtype.is_string else packed_bytes(array)
 
 
-def json_output(array: np.ndarray, dtype: DType) -> list:
+def json_output(array: np.ndarray, dtype: DType, *, base64_strings: bool = False) -> list:
     """An output's JSON `data`, flattened row-major: BYTES as UTF-8 strings (bytes that are not UTF-8 with
-    U+FFFD; ask for binary data to get them exactly), FP16 and BF16 as numbers."""
+    U+FFFD; ask for binary data or `content_type: base64` to get them exactly), FP16 and BF16 as numbers."""
     if dtype.is_string:
+        if base64_strings:
+            return [base64.b64encode(value).decode("ascii") for value in string_elements(array)]
         return [value.decode("utf-8", "replace") for value in string_elements(array)]
     flat = array.reshape(-1)
     if flat.dtype.kind == "f" and flat.dtype.itemsize < 4 or flat.dtype.kind == "V":
