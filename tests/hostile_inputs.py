@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
+import time
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -142,3 +145,19 @@ def three_model_server(root: Path, tiny_model_base: Path, *flags: str) -> Server
         bases["half_plus_two"], f"--model_config_file={config}", "--enable_batching=true", "--max_batch_size=8",
         *flags, model_name="ignored",
     )
+
+
+def errors_logged_while(server: ServerProcess, action: Callable[[], None]) -> list[str]:
+    """Run `action` (send a corpus); the ERROR lines and tracebacks the server logged meanwhile, read once its
+    log has stopped growing before and after."""
+    def settled() -> int:
+        count = -1
+        while count != len(server.log_lines):
+            count = len(server.log_lines)
+            time.sleep(0.3)
+        return count
+
+    start = settled()
+    action()
+    lines = server.log_lines[start : settled()]
+    return [line for line in lines if re.search(r'"level": "(ERROR|CRITICAL)"|Traceback', line)]

@@ -78,6 +78,11 @@ _HPA_RULES = {
         },
     },
 }
+_HPA_BEHAVIOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"scaleUp": _HPA_RULES, "scaleDown": _HPA_RULES},
+}
 
 SCALED_OBJECT = {
     "type": "object",
@@ -115,11 +120,7 @@ SCALED_OBJECT = {
                             "additionalProperties": False,
                             "properties": {
                                 "name": {"type": "string"},
-                                "behavior": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {"scaleUp": _HPA_RULES, "scaleDown": _HPA_RULES},
-                                },
+                                "behavior": _HPA_BEHAVIOR,
                             },
                         },
                     },
@@ -425,11 +426,7 @@ INFERENCE_SERVICE = {
                                         },
                                     },
                                 },
-                                "behavior": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {"scaleUp": _HPA_RULES, "scaleDown": _HPA_RULES},
-                                },
+                                "behavior": _HPA_BEHAVIOR,
                             },
                         },
                         "model": {

@@ -23,9 +23,7 @@ healthy.
 
 from __future__ import annotations
 
-import re
 import struct
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -37,7 +35,7 @@ import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from imaging import jpeg
-from hostile_inputs import case_params, three_model_server
+from hostile_inputs import case_params, errors_logged_while, three_model_server
 from model_corpus import multi_io_example_inputs
 from server_process import ServerProcess
 
@@ -507,20 +505,13 @@ def test_hostile_kserve_request_gets_its_status_and_the_server_keeps_serving(stu
 def test_client_errors_are_not_logged_as_server_errors(server, stub):
     """Everything in the corpus is the client's doing: no ERROR lines or tracebacks for it in the server's log
     (the cases with known bugs aside)."""
-    def settled() -> int:
-        count = -1
-        while count != len(server.log_lines):
-            count = len(server.log_lines)
-            time.sleep(0.3)
-        return count
+    def send_all() -> None:
+        for case in CASES.values():
+            if not case.bug:
+                try:
+                    call(stub, case)
+                except grpc.RpcError:
+                    pass
 
-    start = settled()
-    for case in CASES.values():
-        if not case.bug:
-            try:
-                call(stub, case)
-            except grpc.RpcError:
-                pass
-    lines = server.log_lines[start : settled()]
-    errors = [line for line in lines if re.search(r'"level": "(ERROR|CRITICAL)"|Traceback', line)]
+    errors = errors_logged_while(server, send_all)
     assert not errors, errors[:3]

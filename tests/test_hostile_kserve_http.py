@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import struct
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from hostile_inputs import case_params, three_model_server
+from hostile_inputs import case_params, errors_logged_while, three_model_server
 from imaging import jpeg
 from server_process import ServerProcess
 
@@ -282,16 +280,9 @@ def test_hostile_kserve_http_request_gets_its_status_and_the_server_keeps_servin
 
 def test_client_errors_are_not_logged_as_server_errors(server):
     """Everything in the corpus is the client's doing: no ERROR lines or tracebacks for it in the log."""
-    def settled() -> int:
-        count = -1
-        while count != len(server.log_lines):
-            count = len(server.log_lines)
-            time.sleep(0.3)
-        return count
+    def send_all() -> None:
+        for case in CASES.values():
+            send(server.metrics_port, case)
 
-    start = settled()
-    for case in CASES.values():
-        send(server.metrics_port, case)
-    lines = server.log_lines[start: settled()]
-    errors = [line for line in lines if re.search(r'"level": "(ERROR|CRITICAL)"|Traceback', line)]
+    errors = errors_logged_while(server, send_all)
     assert not errors, errors[:3]

@@ -30,8 +30,6 @@ import base64
 import gzip
 import http.client
 import json
-import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -39,7 +37,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from imaging import jpeg
-from hostile_inputs import case_params, three_model_server
+from hostile_inputs import case_params, errors_logged_while, three_model_server
 from server_process import ServerProcess
 
 MAX_BODY = 4_000_000
@@ -431,18 +429,11 @@ def test_hostile_rest_request_gets_its_status_and_the_server_keeps_serving(serve
 
 def _logged_errors(server: ServerProcess, cases: dict[str, Case]) -> list[str]:
     """Send the cases; the ERROR lines and tracebacks the server logged meanwhile."""
-    def settled() -> int:
-        count = -1
-        while count != len(server.log_lines):
-            count = len(server.log_lines)
-            time.sleep(0.3)
-        return count
+    def send_all() -> None:
+        for case in cases.values():
+            send(server.metrics_port, case)
 
-    start = settled()
-    for case in cases.values():
-        send(server.metrics_port, case)
-    lines = server.log_lines[start : settled()]
-    return [line for line in lines if re.search(r'"level": "(ERROR|CRITICAL)"|Traceback', line)]
+    return errors_logged_while(server, send_all)
 
 
 def test_client_errors_are_not_logged_as_server_errors(server):

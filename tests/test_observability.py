@@ -392,6 +392,18 @@ def test_grafana_dashboard_queries_only_metrics_the_server_exports() -> None:
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
 
 
+def _server_span_and_batches(
+    receiver: OtlpTraceReceiver, trace_id: str, route: str
+) -> tuple[ReceivedSpan, list[ReceivedSpan]]:
+    """Once the trace holds them: the request's one server span named `route`, and the batch spans."""
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        return {route, f"batch {MODEL}"} <= {s.name for s in spans if s.trace_id == trace_id}
+
+    spans = [s for s in receiver.wait_for(complete) if s.trace_id == trace_id]
+    (span,) = [s for s in spans if s.name == route]
+    return span, [s for s in spans if s.name == f"batch {MODEL}"]
+
+
 def test_rest_requests_are_observed_like_grpc_ones(traced_server) -> None:
     """REST requests reach the same request metrics (method rest:<verb>, canonical codes), get an HTTP server
     span continuing the client's W3C context from the headers, and one access-log line with its ids."""
@@ -419,19 +431,12 @@ def test_rest_requests_are_observed_like_grpc_ones(traced_server) -> None:
     assert "no-such-model" not in text
 
     route = "POST /v1/models/{model_name}:predict"
-
-    def complete(spans: list[ReceivedSpan]) -> bool:
-        mine = [s for s in spans if s.trace_id == trace_id]
-        return {route, f"batch {MODEL}"} <= {s.name for s in mine}
-
-    spans = [s for s in receiver.wait_for(complete) if s.trace_id == trace_id]
-    (span,) = [s for s in spans if s.name == route]
+    span, batches = _server_span_and_batches(receiver, trace_id, route)
     assert span.parent_span_id == client_span_id and span.kind == SERVER
     assert span.attributes["http.request.method"] == "POST"
     assert span.attributes["http.route"] == "/v1/models/{model_name}:predict"
     assert span.attributes["http.response.status_code"] == 200
     assert span.attributes["inference.model.name"] == MODEL
-    batches = [s for s in spans if s.name == f"batch {MODEL}"]
     assert any(link.span_id == span.span_id for batch in batches for link in batch.links)
 
     records = [json.loads(line) for line in server.log_lines if line.startswith("{")]
@@ -479,16 +484,9 @@ def test_kserve_http_requests_are_observed_like_grpc_ones(traced_server) -> None
     text = server.metrics_text()
     assert value(text, "inference_requests_total", model=MODEL, method="kserve-http:infer", code="OK") >= 1
     route = "POST /v2/models/{model_name}/infer"
-
-    def complete(spans: list[ReceivedSpan]) -> bool:
-        mine = [s for s in spans if s.trace_id == trace_id]
-        return {route, f"batch {MODEL}"} <= {s.name for s in mine}
-
-    spans = [s for s in receiver.wait_for(complete) if s.trace_id == trace_id]
-    (span,) = [s for s in spans if s.name == route]
+    span, batches = _server_span_and_batches(receiver, trace_id, route)
     assert span.parent_span_id == client_span_id and span.kind == SERVER
     assert span.attributes["http.response.status_code"] == 200
-    batches = [s for s in spans if s.name == f"batch {MODEL}"]
     assert any(link.span_id == span.span_id for batch in batches for link in batch.links)
     records = [json.loads(line) for line in server.log_lines if line.startswith("{")]
     access = [r for r in records if r["logger"] == "service.access" and r.get("trace_id") == trace_id]

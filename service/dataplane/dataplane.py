@@ -78,7 +78,9 @@ class DataPlane:
         """Run a signature on named tensors: TF Serving's Predict, KServe's ModelInfer."""
         served = self._models.get(request.model, request.version)
         with self._admitted(served):
-            route = routing.route(served, request.signature, request.inputs.names)
+            # Input names matter only to a request that names no signature (KServe): read them only then.
+            names = request.inputs.names if request.signature is None else ()
+            route = routing.route(served, request.signature, names)
             spec = route.spec
             inputs = request.inputs.decode(spec)
             wanted = wanted_outputs(spec, request.output_filter)

@@ -49,10 +49,11 @@ class ImagePath:
         check_input_names(spec, inputs)
         array = inputs[name]
         check_dtype(spec, spec.inputs[name], array)
-        if array.dtype == object and array.ndim:  # before any tf.Example is parsed
+        if array.dtype == object and array.ndim:  # encoded images: counted before any tf.Example is parsed
             self._check_count(array.shape[0], name)
         items = image_items(spec.name, array, served.runtime.input_shape)  # type: ignore[union-attr]
-        self._check_count(len(items), name)
+        if isinstance(items, np.ndarray):  # pixels: counted once their shape is known to be [N, H, W, 3]
+            self._check_count(len(items), name)
         return items
 
     def examples_images(self, examples: Sequence[bytes], input_name: str) -> list[bytes]:

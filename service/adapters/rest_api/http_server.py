@@ -204,8 +204,7 @@ class RestServer:
     async def _classify(
         self, name: str, version: int | str | None, body: dict[str, Any], deadline: float | None
     ) -> dict[str, Any]:
-        examples = _ParsedOnce(json_examples.examples_from_json, body)
-        request = ExamplesRequest(name, version, _signature(body), examples, deadline)
+        request = _examples_request(name, version, body, deadline)
         del body
         classified = await self._dataplane.classify(request)
         return json_answers.classify_response(classified.classes, classified.scores)
@@ -213,8 +212,7 @@ class RestServer:
     async def _regress(
         self, name: str, version: int | str | None, body: dict[str, Any], deadline: float | None
     ) -> dict[str, Any]:
-        examples = _ParsedOnce(json_examples.examples_from_json, body)
-        request = ExamplesRequest(name, version, _signature(body), examples, deadline)
+        request = _examples_request(name, version, body, deadline)
         del body
         regressed = await self._dataplane.regress(request)
         return json_answers.regress_response(regressed.values)
@@ -299,6 +297,14 @@ class _ParsedOnce:
     def __call__(self) -> Any:
         body, self._body = self._body, None
         return self._parse(body)
+
+
+def _examples_request(
+    name: str, version: int | str | None, body: dict[str, Any], deadline: float | None
+) -> ExamplesRequest:
+    """A Classify or Regress body: its tf.Examples parsed when the data plane asks for them."""
+    return ExamplesRequest(name, version, _signature(body), _ParsedOnce(json_examples.examples_from_json, body),
+                           deadline)
 
 
 def _signature(body: dict[str, Any]) -> str:
