@@ -91,7 +91,7 @@ def test_every_flag_has_help_and_a_group():
 def test_help_shows_the_effective_defaults():
     text = " ".join(build_argument_parser().format_help().split())  # unwrapped
     assert "(default: 8500)" in text and "(default: 2147483647)" in text and "(default: serve)" in text
-    assert "ties within 3% go to the smaller size" in text  # a literal % survives argparse's formatting
+    assert "of sizes within 3% of the best, the largest" in text  # a literal % survives argparse's formatting
 
 
 @pytest.mark.parametrize(

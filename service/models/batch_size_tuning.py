@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 LADDER = (1, 2, 4, 8, 16, 32, 64, 128)
-# Throughputs within this fraction of the best count as equal: the smaller batch wins (half the wait per image
-# for each halving, and easier to fill), so timing noise between two nearly equal sizes (a few percent on a
-# shared CPU) cannot pick the larger one.
+# Throughputs within this fraction of the best count as equal, and the largest of them wins. The server
+# dispatches a batch as soon as the model is idle, so a larger bound costs a lone request nothing: it only
+# matters once more requests wait than the bound, and then one larger call clears them in fewer model calls.
+# Preferring the smaller of near-equal sizes split a backlog into more calls than needed (on a flat curve it
+# served 32 clients at 0.96 of a fixed 32), and timing noise of a few percent decided which size won.
 TIE = 0.03
 
 
@@ -53,7 +55,7 @@ def choose_batch_size(
 ) -> BatchSizeChoice:
     """Time `run_batch(size)` up the ladder (one untimed run per size, then at least `runs_per_size` runs and
     `min_seconds_per_size`); stop climbing once a size's batch time exceeds the budget, or throughput has
-    fallen for two sizes in a row. Returns the best size (ties within TIE go to the smaller)."""
+    fallen for two sizes in a row. Returns the largest size within TIE of the best throughput."""
     curve: list[BatchSizePoint] = []
     falling = 0
     for size in ladder:
@@ -77,6 +79,6 @@ def choose_batch_size(
         if falling == 2:
             break
     best = max(p.items_per_second for p in curve)
-    chosen = min(p.batch_size for p in curve if p.items_per_second >= best * (1 - TIE))
+    chosen = max(p.batch_size for p in curve if p.items_per_second >= best * (1 - TIE))
     budget = f"within {latency_budget_seconds * 1e3:g} ms per batch" if latency_budget_seconds else "no latency budget"
     return BatchSizeChoice(chosen, tuple(curve), f"best throughput, {budget}")

@@ -406,7 +406,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
         help="the most items (images or rows) one model call runs. 'auto' (in the file: 'max_batch_size { value: "
         f"auto }}'; needs --enable_batching) times each image model at batch sizes {', '.join(map(str, LADDER[:3]))} "
         f"... {LADDER[-1]} while it warms up, stops once throughput has fallen twice, and keeps the best throughput "
-        f"(ties within {TIE:.0%} go to the smaller size) within --batch_latency_budget_ms; the curve is logged and "
+        f"(of sizes within {TIE:.0%} of the best, the largest) within --batch_latency_budget_ms; the curve is logged and "
         "exported ('inference_batch_size_throughput', 'inference_max_batch_size'). Models other than image models keep "
         "the default",
     )
