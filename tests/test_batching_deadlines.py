@@ -151,12 +151,14 @@ class Refusals(BatchListener):
         self.late = 0
         self.late_by_batch: dict[int, int] = {}
         self.batches: list[tuple[int, int]] = []  # (batch id, size)
+        self.started_at: list[float] = []  # loop.time() at each batch's start
 
     def on_rejected(self, count: int, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + count
 
     def on_batch_started(self, batch: BatchInfo) -> None:
         self.batches.append((batch.batch_id, batch.size))
+        self.started_at.append(asyncio.get_running_loop().time())
 
     def on_finished_late(self, batch: BatchInfo, count: int) -> None:
         self.late += count
@@ -188,10 +190,10 @@ async def test_a_request_that_cannot_meet_its_deadline_is_refused_at_once_and_ne
         await asyncio.sleep(0.01)
         queued = asyncio.create_task(batcher.submit([3, 4]))  # behind the running batch: about 0.2 s to finish
         await asyncio.sleep(0.01)
-        started = time.perf_counter()
+        # Refused at once: the call raises before it ever suspends (nothing waited for, nothing queued).
+        refused = batcher.submit([5], deadline=loop.time() + 0.15)
         with pytest.raises(UnmeetableDeadlineError, match="deadline is in"):
-            await batcher.submit([5], deadline=loop.time() + 0.15)
-        assert time.perf_counter() - started < 0.05
+            refused.send(None)
         assert batcher.queue_depth == 2 and refusals.rejected == {"deadline_unmeetable": 1}
         # Time enough: accepted.
         late_enough = asyncio.create_task(batcher.submit([6], deadline=loop.time() + 5.0))
@@ -235,36 +237,53 @@ async def test_disabled_policy_accepts_what_cannot_make_it_as_before() -> None:
     async with Batcher(model, parameters, listener=refusals, deadline_policy=DeadlinePolicy(enabled=False)) as batcher:
         await _warm(batcher)
         loop = asyncio.get_running_loop()
+        deadline_for_test = loop.time() + 10.0
         with pytest.raises(DeadlineExceededError):
             await batcher.submit([7], deadline=loop.time() + 0.05)  # idle: runs at once, answered at the deadline
-        await asyncio.sleep(0.25)
+        while refusals.late == 0 and loop.time() < deadline_for_test:  # the batch still runs for nobody
+            await asyncio.sleep(0.01)
     assert 7 in model.computed  # computed for nobody ...
     assert refusals.late == 1  # ... and counted as such
     assert "deadline_unmeetable" not in refusals.rejected
 
 
-async def test_an_item_with_less_time_left_than_its_batch_takes_is_dropped_when_the_batch_forms(gate) -> None:
-    model = TimedModel(0.2)
+class PermitModel(TimedModel):
+    """A ``TimedModel`` whose every batch waits for a permit of its own (``permits.release()``)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.permits: threading.Semaphore | None = None
+
+    def __call__(self, items: Sequence[int], padded_size: int) -> list[int]:
+        if self.permits is not None:
+            assert self.permits.acquire(timeout=10), "test never released a permit"
+        return super().__call__(items, padded_size)
+
+
+async def test_an_item_with_less_time_left_than_its_batch_takes_is_dropped_when_the_batch_forms() -> None:
+    model = PermitModel(0.2)
     refusals = Refusals()
     async with Batcher(model, BatchingParameters(max_batch_size=1), listener=refusals) as batcher:
-        await _warm(batcher)
-        model.gate = gate
-        gate.clear()
+        await _warm(batcher)  # measured: 0.2 s a batch
+        model.permits = threading.Semaphore(0)
+        model.seconds = 0.0  # once released, a batch returns at once: only the wait below overruns
         loop = asyncio.get_running_loop()
         running = asyncio.create_task(batcher.submit([1]))
         await asyncio.sleep(0.01)
-        # Predicted: the running batch's ~0.19 s left, then 0.2 s: accepted with a 0.6 s deadline.
-        accepted = asyncio.create_task(batcher.submit([2], deadline=loop.time() + 0.6))
+        # Predicted: the running batch's ~0.19 s left, then 0.2 s: accepted with a 0.8 s deadline.
+        accepted = asyncio.create_task(batcher.submit([2], deadline=loop.time() + 0.8))
         behind = asyncio.create_task(batcher.submit([3]))
         await asyncio.sleep(0.01)
         assert batcher.queue_depth == 2
-        await asyncio.sleep(0.35)  # the running batch overruns: when it ends, item 2 has less than 0.2 s left
-        gate.set()
+        # The running batch overruns to ~0.46 s (so measured: the slowest batch of 1 now): when it ends, item 2
+        # has ~0.35 s left, less than its batch takes, and time to spare before its deadline on a loaded machine.
+        await asyncio.sleep(0.45)
+        model.permits.release()  # the running batch only: the next one is held until item 2 is answered
         assert await running == [10]
-        started = time.perf_counter()
         with pytest.raises(UnmeetableDeadlineError, match="left before the deadline"):
-            await accepted
-        assert time.perf_counter() - started < 0.15  # answered when its batch formed, not at its deadline
+            await accepted  # dropped when its batch formed (at its deadline it would be DeadlineExceededError) ...
+        assert not behind.done()  # ... while the batch that formed is still held: answered at formation
+        model.permits.release()
         assert await behind == [30]  # the batch went to the item that had the time
     assert 2 not in model.computed
     assert refusals.rejected.get("deadline_unmeetable_at_batch") == 1
@@ -350,6 +369,13 @@ def _goodput(outcomes: list[Outcome], since: float, until: float) -> float:
     return good / (until - since)
 
 
+def _capacity_used(refusals: Refusals, since: float, until: float, batch_size: int = 4) -> float:
+    """Items per second the batches that started in the window could have answered, had each been full: what
+    the model was given time to do, which a loaded machine (the event loop descheduled) makes less than nominal."""
+    started = sum(1 for at in refusals.started_at if since <= at < until)
+    return started * batch_size / (until - since)
+
+
 async def _overload_with_slowdown(policy: DeadlinePolicy) -> tuple[list[Outcome], Refusals, float, float]:
     """Batches of 4 at 0.1 s (capacity 40/s), then 0.2 s (20/s) from 1.5 s on; 80 requests/s, 0.5 s deadlines."""
     model = TimedModel(0.1)
@@ -371,14 +397,20 @@ async def _overload_with_slowdown(policy: DeadlinePolicy) -> tuple[list[Outcome]
 
 async def test_goodput_holds_under_overload_and_recovers_within_a_few_batches_after_the_model_slows() -> None:
     outcomes, refusals, start, slowdown_at = await _overload_with_slowdown(DeadlinePolicy())
-    before = _goodput(outcomes, start + 0.5, slowdown_at)
-    after = _goodput(outcomes, slowdown_at + 1.2, start + 4.0)
-    assert before >= 0.75 * 40, f"goodput {before:.1f}/s before the slowdown, capacity 40/s"
-    assert after >= 0.75 * 20, f"goodput {after:.1f}/s after recovering, capacity 20/s"
-    # Refused early, not at their deadlines: most refusals come back at once.
-    refused = sorted(o.answered - o.sent for o in outcomes if not o.ok)
-    assert refused and refused[len(refused) // 2] < 0.05
-    assert refusals.rejected.get("deadline_unmeetable", 0) > 0
+    windows = {"before": (start + 0.5, slowdown_at, 40), "after": (slowdown_at + 1.2, start + 4.0, 20)}
+    for name, (since, until, capacity) in windows.items():
+        goodput, used = _goodput(outcomes, since, until), _capacity_used(refusals, since, until)
+        # The model was kept busy (batches back to back, give or take a loaded machine's pauses) ...
+        assert used >= 0.5 * capacity, f"{name}: batches for {used:.1f} items/s, capacity {capacity}/s"
+        # ... and most of its batches went to items answered in time: full, and not late (without the policy,
+        # next test, goodput collapses to a small fraction of this).
+        assert goodput >= 0.6 * used, f"goodput {goodput:.1f}/s {name} the slowdown, batches for {used:.1f}/s"
+    # Refused early, not at their deadlines: most refusals are made on arrival (before the request is queued,
+    # see the first batcher test), not at batch formation nor by the deadline passing in the queue.
+    assert not all(o.ok for o in outcomes)
+    on_arrival = refusals.rejected.get("deadline_unmeetable", 0)
+    later = refusals.rejected.get("deadline_unmeetable_at_batch", 0) + refusals.rejected.get("deadline", 0)
+    assert on_arrival > 0 and on_arrival > later, refusals.rejected
     # The slowdown costs late items in a few batches only, then none: the estimate caught up.
     slow_batches = sorted(batch for batch, _ in refusals.batches)[-8:]  # the last ~1.6 s
     assert sum(refusals.late_by_batch.get(batch, 0) for batch in slow_batches) <= 1, refusals.late_by_batch

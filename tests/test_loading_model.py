@@ -151,9 +151,10 @@ def test_a_stop_while_models_load_exits_at_once(tmp_path: Path) -> None:
         time.sleep(0.5)
         stopped_at = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        assert server.process.wait(timeout=10) == 0, server.log
-        assert time.monotonic() - stopped_at < 5
-        time.sleep(0.2)  # the log reader thread catches up
+        assert server.process.wait(timeout=60) == 0, server.log
+        assert time.monotonic() - stopped_at < 30  # far sooner than the 120 s load, within Kubernetes' grace
+        while "stopped during start-up" not in server.log and time.monotonic() < deadline:
+            time.sleep(0.05)  # the log reader thread catches up
         assert "stopped during start-up" in server.log
         assert "Traceback" not in server.log
     finally:

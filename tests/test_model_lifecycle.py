@@ -194,12 +194,15 @@ def test_new_version_under_load_is_picked_up_with_zero_failures(served, tiny_v2)
     for thread in threads:
         thread.start()
     try:
-        time.sleep(0.5)
+        while not (grpc_answers and rest_answers) and time.monotonic() < deadline:  # the load is on
+            time.sleep(0.05)
         assert grpc_answers and grpc_answers[-1][0] == 1
         publish(tiny_v2, served.live_base, 2)
         while not any(version == 2 for version, _ in grpc_answers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.5)  # keep the load on while version 1 drains and unloads
+        # Keep the load on while version 1 drains and unloads.
+        while (1, "END") not in states_seen and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         stop.set()
         for thread in threads:
@@ -411,7 +414,9 @@ def test_the_model_config_file_is_reread_when_asked_to(tmp_path, tiny_model_base
                        model_name="ignored") as server, server.channel() as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         config.write_text("not a config")  # logged, and the served set kept
-        time.sleep(0.6)
+        deadline = time.monotonic() + 30
+        while not any("not applied" in line for line in server.log_lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert stub.Predict(predict_request("a", [IMAGE]), 10.0).model_spec.name == "a"
         assert any("not applied" in line for line in server.log_lines)
         config.write_text(_config_text(b=b))
