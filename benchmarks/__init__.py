@@ -1,1 +1,1 @@
-"""Benchmarks: load generation, the in-process limit, the floor server and the full goal suite."""
+"""Benchmarks: load generation, the in-process limit, the floor server, comparisons and the published suite."""

@@ -14,6 +14,7 @@ from benchmarks.arguments import add_workload_arguments, int_list, workload_from
 from benchmarks.compare import add_parser as add_compare_parser, run_compare
 from benchmarks.corpus import jpeg_corpus
 from benchmarks.levels import run_levels
+from benchmarks.peers import add_peers_parser, run_peers
 from benchmarks.report import plot_levels, print_levels, write_json
 
 
@@ -23,8 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Benchmarks for TF Serving-compatible gRPC servers. `load` drives any running server "
             "(ours, tensorflow_model_server, ...); `inprocess` measures the exported model's own limit; "
-            "`suite` starts our server in each configuration and measures every performance goal in one run "
-            "(docs/performance.md's tables and plot); `floor-server` runs the bare grpc.aio baseline."
+            "`suite` starts our server in each configuration and measures every published figure in one run "
+            "(the README's and docs/performance.md's tables and plot); `publish` renders the pages' figures from "
+            "the stored results; `floor-server` runs the bare grpc.aio baseline."
         ),
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,16 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
         "with no CPU spent on receiving and refusing requests (no server, no TensorFlow)",
     )
 
-    suite = commands.add_parser("suite", help="every figure of docs/performance.md, in one run, on this machine")
+    suite = commands.add_parser(
+        "suite", help="every figure of the README and docs/performance.md, in one run, on this machine (about 35 min on 2 cores)"
+    )
     suite.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="JSON, PNG and log go here")
     suite.add_argument("--models", type=Path, default=Path("models/bench"), help="exported models are cached here")
     suite.add_argument("--duration", type=float, default=10.0, help="measured seconds per level")
     suite.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level")
     suite.add_argument("--concurrency", type=int_list, default=[1, 4, 16, 32, 64])
-    suite.add_argument("--skip-bf16", action="store_true", help="skip the bfloat16 precision goal")
+    suite.add_argument("--skip-bf16", action="store_true", help="skip the bfloat16 export's measurements")
     suite.add_argument("--rounds", type=int, default=5,
-                       help="rounds of alternating blocks per goal comparison (goal 4: twice as many; goal 2: 40 request pairs per round; default 5)")
+                       help="rounds of alternating blocks per comparison (the trivial model's: twice as many; a lone "
+                       "request against the in-process call: 40 request pairs per round; default 5)")
+    suite.add_argument("--auto-starts", type=int, default=3,
+                       help="starts of a --max_batch_size=auto server, each measured against fixed sizes (0: skip)")
+    suite.add_argument("--publish", action="store_true",
+                       help="replace docs/benchmarks/suite.json and the docs' plot with this run's, and render the "
+                       "pages' figures from them")
+
+    publish = commands.add_parser("publish", help="render the README's and docs' figures from docs/benchmarks/*.json")
+    publish.add_argument("--check", action="store_true", help="change nothing; exit 1 if a page differs from its data")
     add_compare_parser(commands)
+    add_peers_parser(commands)
     return parser
 
 
@@ -114,6 +128,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.suite import run_suite
 
         return run_suite(args)
+    if args.command == "peers":
+        return run_peers(args)
+    if args.command == "publish":
+        from benchmarks.publish import check_pages, publish_pages
+        from benchmarks.launcher import REPO_ROOT
+
+        if args.check:
+            stale = check_pages(REPO_ROOT)
+            for page in stale:
+                print(f"{page}: its figures differ from docs/benchmarks; run python -m benchmarks publish", file=sys.stderr)
+            return 1 if stale else 0
+        for page in publish_pages(REPO_ROOT):
+            print(f"rewrote {page}")
+        return 0
     return 2
 
 

@@ -25,7 +25,6 @@ from batching import Batcher, BatchingParameters, DeadlinePolicy, QueueFullError
 from benchmarks.interleave import server_block
 from benchmarks.launcher import our_server
 from benchmarks.load import LevelResult, Workload, open_loop
-from benchmarks.report import goal
 from benchmarks.server_stats import ServerSnapshot, scrape
 
 REFUSED = "RESOURCE_EXHAUSTED"  # how the server answers a request it will not run
@@ -130,18 +129,6 @@ def run_goodput(
                 time.sleep(batch_s)  # the last accepted batch finishes before the other side starts
             report["cases"][case.name] = {"before": results["before"], "after": results["after"]}
         return report
-
-
-def goals(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per case, with deadline-aware admission: goodput ≥ 0.9 of capacity, refusals known within 10 ms
-    (median), the accepted requests' p99 within their deadline."""
-    out = {}
-    for name, sides in report["cases"].items():
-        after = sides["after"]
-        out[f"goodput_{name}_over_capacity"] = goal(after["goodput_over_capacity"], ">=", 0.9)
-        out[f"goodput_{name}_refused_median_ms"] = goal(after["refused_median_ms"] or 0.0, "<=", 10.0)
-        out[f"goodput_{name}_accepted_p99_ms"] = goal(after["accepted_p99_ms"] or 0.0, "<=", after["deadline_ms"])
-    return out
 
 
 def print_cases(report: dict[str, Any]) -> None:

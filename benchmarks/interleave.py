@@ -1,9 +1,9 @@
-"""Goal figures that survive a drifting machine: both sides of a comparison measured in alternating blocks.
+"""Figures that survive a drifting machine: both sides of a comparison measured in alternating blocks.
 
 This VM's speed drifts by several percent within minutes (±5 ms at 80 ms per Inception call), as much as
-some goals' margins. Measuring one side, then the other minutes later, puts that drift into the ratio. So
-each comparison alternates short blocks of its two sides for a few rounds and reports every round and the
-median of the per-round ratios (or differences).
+the differences worth knowing. Measuring one side, then the other minutes later, puts that drift into the
+ratio. So each comparison alternates short blocks of its two sides for a few rounds and reports every round
+and the median of the per-round ratios (or differences).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Comparison:
 
     @property
     def difference_of_medians(self) -> float:
-        """median(candidate) − median(baseline): e.g. a p50 against a p50, as goal 2 states it."""
+        """median(candidate) − median(baseline): e.g. a lone request's p50 against the in-process call's."""
         return float(statistics.median(self.candidate) - statistics.median(self.baseline))
 
     def summary(self) -> dict[str, object]:

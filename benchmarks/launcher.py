@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -35,10 +36,14 @@ class LaunchedServer:
         env: Mapping[str, str] | None = None,
         wait: bool = True,
         grpc_port: int = 0,
+        own_process_group: bool = False,
     ) -> None:
+        # A server that starts processes of its own (Triton's, MLServer's workers) gets a process group, so
+        # `stop` can end whatever of it outlives the main process.
+        self.own_process_group = own_process_group
         self.process = subprocess.Popen(
             command, cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=own_process_group,
         )
         self.log_lines: list[str] = []
         self.grpc_port = grpc_port
@@ -91,6 +96,9 @@ class LaunchedServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.own_process_group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         return self.process.returncode
 
     def __enter__(self) -> "LaunchedServer":

@@ -69,9 +69,3 @@ def plot_levels(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
-
-
-def goal(value: float, op: str, target: float) -> dict[str, Any]:
-    """One goal's line in a report: the figure, its bound and whether it holds."""
-    met = value >= target if op == ">=" else value <= target
-    return {"value": round(float(value), 4), "op": op, "target": round(float(target), 4), "met": bool(met)}

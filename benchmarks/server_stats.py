@@ -46,3 +46,21 @@ def scrape(metrics_url: str | None, timeout: float = 5.0) -> ServerSnapshot:
             elif sample.name == "process_resident_memory_bytes":
                 rss = sample.value
     return ServerSnapshot(batch_size_sum=size_sum, batch_count=count, compute_seconds_sum=compute, rss_bytes=rss)
+
+
+def batch_size_choice(metrics_url: str | None, timeout: float = 5.0) -> tuple[int | None, dict[int, float]]:
+    """What `--max_batch_size=auto` chose and the throughput it timed at each size (items/s), from the
+    server's gauges; (None, {}) when the server exports neither."""
+    if not metrics_url:
+        return None, {}
+    with urllib.request.urlopen(metrics_url, timeout=timeout) as response:
+        text = response.read().decode()
+    chosen: int | None = None
+    curve: dict[int, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "inference_max_batch_size":
+                chosen = int(sample.value)
+            elif sample.name == "inference_batch_size_throughput":
+                curve[int(sample.labels["batch_size"])] = round(sample.value, 2)
+    return chosen, dict(sorted(curve.items()))

@@ -125,7 +125,7 @@ def test_closed_loop_window_holds_whole_batches_so_throughput_is_not_quantized()
 
 
 def test_goodput_scenario_runs_both_policies_and_reports_each_case(tiny_model_base):
-    from benchmarks.goodput import Case, goals, run_goodput
+    from benchmarks.goodput import Case, run_goodput
 
     report = run_goodput(
         tiny_model_base / "1", "tiny", Workload.pixels("tiny", 32, 32), ("--enable_batching=true", "--max_batch_size=8"),
@@ -138,7 +138,8 @@ def test_goodput_scenario_runs_both_policies_and_reports_each_case(tiny_model_ba
         assert figures["answered_in_time"] + figures["refused_early"] + figures["accepted_but_late"] > 0
         assert figures["deadline_ms"] == pytest.approx(5000 * report["batch_seconds"], rel=0.05)
     assert sides["before"]["refused_early"] == 0  # queue-and-expire never refuses for a deadline
-    assert set(goals(report)) == {f"goodput_{name}_{what}" for what in ("over_capacity", "refused_median_ms", "accepted_p99_ms")}
+    for what in ("goodput_over_capacity", "refused_median_ms", "accepted_p99_ms"):
+        assert what in sides["after"]  # what the published goodput tables read
 
 
 def test_in_process_goodput_compares_the_policies_on_the_batcher_alone(tmp_path):

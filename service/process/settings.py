@@ -453,7 +453,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
         "--refuse_unmeetable_deadlines",
         help="refuse at once with RESOURCE_EXHAUSTED (REST: 429) a request whose deadline the work ahead of it "
         "cannot meet, and never start an item with less time left than its batch takes, judged from the batch "
-        "times measured while serving; false: queue, and drop what expires, as TF Serving does",
+        "times measured while serving; false: queue whatever the deadline, and drop an item whose deadline passes "
+        "before its batch runs",
         **bool_flag,
     )
     admission.add_argument(
