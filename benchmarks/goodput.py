@@ -111,6 +111,8 @@ def run_goodput(
             "batch_seconds": round(batch_s, 4),
             "server_mean_batch_size": _round(batch_size),
             "server_mean_batch_seconds": _round(at_capacity.mean_batch_seconds_since(snapshot)),
+            "window_s": duration_s,
+            "load_after_window": "the same rate, unmeasured, for one deadline",
             "cases": {},
         }
         servers = {"before": before, "after": after}
@@ -123,7 +125,8 @@ def run_goodput(
                 _log(f"goodput {case.name} ({rate:.1f}/s, {deadline_s:.2f} s deadlines): {side}")
                 start = scrape(servers[side].metrics_url)
                 level = uvloop.run(
-                    open_loop(servers[side].target, workload, rate, duration_s, min(warmup_s, 1.0), timeout_s=deadline_s)
+                    open_loop(servers[side].target, workload, rate, duration_s, min(warmup_s, 1.0), timeout_s=deadline_s,
+                              cooldown_s=deadline_s)
                 )
                 results[side] = figures(level, deadline_s, capacity, start, scrape(servers[side].metrics_url))
                 time.sleep(batch_s)  # the last accepted batch finishes before the other side starts

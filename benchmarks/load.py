@@ -403,9 +403,12 @@ async def open_loop(
     timeout_s: float = 60.0,
     max_outstanding: int = 20000,
     on_tick: Callable[[float], None] | None = None,
+    cooldown_s: float = 0.0,
 ) -> LevelResult:
     """Requests at a fixed rate whatever the answers: latency counts from the scheduled send time,
-    so a slow server cannot hide its queueing (no coordinated omission)."""
+    so a slow server cannot hide its queueing (no coordinated omission). Unmeasured requests go on for
+    `cooldown_s` after the window, so the window's last requests compete with later ones as the others did
+    (otherwise a server could answer them in time only because the load stopped)."""
     recorder = _Recorder()
     requests = itertools.cycle(workload.requests)
     interval = 1.0 / rate
@@ -417,7 +420,8 @@ async def open_loop(
             recorder.record(scheduled, await send(request, timeout_s), measured)
 
         start = time.perf_counter()
-        measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
+        measure_from, measure_until = start + warmup_s, start + warmup_s + duration_s
+        stop_at = measure_until + cooldown_s
         sent = 0
         last_tick = start
         while True:
@@ -428,7 +432,7 @@ async def open_loop(
             if scheduled > now:
                 await asyncio.sleep(scheduled - now)
             # Whether a request counts is decided when it is scheduled, not when its answer arrives.
-            measured = scheduled >= measure_from
+            measured = measure_from <= scheduled < measure_until
             if len(outstanding) >= max_outstanding:
                 dropped += measured
             else:

@@ -83,6 +83,17 @@ def _goodput_case(results: Results, load: int, batches: int) -> dict[str, Any]:
     return results.suite["goodput_under_deadlines"]["cases"][f"{load}x_capacity_deadline_{batches}_batches"]
 
 
+def _goodput_window(report: dict[str, Any], duration_s: float) -> str:
+    """How the goodput window was counted, from the run's own record of it."""
+    if report.get("load_after_window"):
+        return (f"A request counts when it is sent within the measured {report['window_s']:g} s; the load goes on, "
+                "unmeasured, for one deadline after that, so the window's last requests wait behind later ones as "
+                "the others did.")
+    return (f"A request counts when it is sent within the measured {duration_s:g} s, and the load stopped there: "
+            "with deadlines long against that window, its last requests were answered with no later ones "
+            "competing, which is how a share can exceed 1.")
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], align: tuple[str, ...] | None = None) -> str:
     align = align or ("---",) * len(header)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
@@ -313,7 +324,9 @@ def auto_batch_size(results: Results) -> str:
         return "Not measured in this run."
     sizes = sorted({int(size) for start in auto["starts"] for size in start["curve_items_per_s"]})
     curve_rows = [
-        (f"start {index + 1}", *(f"{start['curve_items_per_s'].get(str(size), float('nan')):.1f}" for size in sizes),
+        (f"start {index + 1}",
+         *(f"{start['curve_items_per_s'][str(size)]:.1f}" if str(size) in start["curve_items_per_s"] else "-"
+           for size in sizes),
          str(start["chosen"]))
         for index, start in enumerate(auto["starts"])
     ]
@@ -349,7 +362,8 @@ def goodput(results: Results) -> str:
                          _ms(case["after"]["refused_median_ms"])))
     return (f"Capacity first ({report['capacity_requests_per_s']:.1f} requests/s at 32 clients), then an open loop "
             "at 2× and 10× capacity, every request with a gRPC deadline of 2 or 5 batch times. Goodput is the "
-            "answers that arrived within their deadline, per second, ÷ capacity:\n\n"
+            "answers that arrived within their deadline, per second, ÷ capacity. "
+            + _goodput_window(report, results.suite["duration_s"]) + "\n\n"
             + _table(("load", "deadline", "goodput, queue and expire", "goodput, deadline-aware",
                       "deadline-aware: refusals answered in (median)"), rows, ("---", "---", "---:", "---:", "---:")))
 
@@ -395,7 +409,8 @@ def goodput_detail(results: Results) -> str:
             f"{report['capacity_requests_per_s']:.1f} requests/s, batches of {report['server_mean_batch_size']:.1f} "
             f"images every {_seconds(report['batch_seconds'])}. Each case then sends an open-loop load at a multiple "
             "of capacity, every request with a deadline of a few batch times. Goodput is the answers that arrive "
-            "within their deadline, per second, as a fraction of capacity.\n\n"
+            "within their deadline, per second, as a fraction of capacity. "
+            + _goodput_window(report, results.suite["duration_s"]) + "\n\n"
             + _table(("load", "deadline", "goodput, queue and expire", "goodput, refuse unmeetable",
                       "refusals answered in (median)", "accepted requests' p99"), rows)
             + f"\n\nWith refusals, accepted requests whose deadline passed anyway: {late_text}")

@@ -210,3 +210,21 @@ def test_load_sends_a_tensor_of_any_name_shape_and_type(tiny_server, tmp_path, p
                  "--concurrency", "2", "--duration", "0.3", "--warmup", "0.1", "--out", str(tmp_path)]) == 0
     level = json.loads((tmp_path / "load.json").read_text())["levels"][0]
     assert level["ok"] > 0 and not level["errors"]
+
+
+def test_open_loop_counts_only_its_window_and_keeps_the_load_on_after_it(tiny_server):
+    """Goodput's window: the requests sent after it go on (unmeasured), so the window's last requests wait
+    behind later ones as the others did, rather than finishing alone once the load stops."""
+    import time
+
+    import uvloop
+
+    from benchmarks.load import open_loop
+
+    workload = Workload.pixels("tiny", 32, 32)
+    started = time.perf_counter()
+    level = uvloop.run(open_loop(tiny_server.target, workload, 50.0, 1.0, warmup_s=0.2, cooldown_s=0.6))
+    elapsed = time.perf_counter() - started
+    counted = level.ok + sum(level.errors.values())
+    assert 49 <= counted <= 51  # 50 requests/s over the 1 s window, neither the warm-up's nor the cooldown's
+    assert elapsed >= 0.2 + 1.0 + 0.6 - 1 / 50  # the cooldown's requests were sent (the last one 20 ms before its end)
