@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from benchmarks.goodput import CASES, Case
+
 PUBLISHED_SUITE = "docs/benchmarks/suite-2core-cpu.json"
 PUBLISHED_PEERS = "docs/benchmarks/peers-2core-cpu.json"
 PUBLISHED_PLOT = "docs/images/performance.png"
@@ -79,8 +81,8 @@ def machine_phrase(results: Results) -> str:
     return f"a {machine['cores']}-core {arch} machine {gpu} ({detail})"
 
 
-def _goodput_case(results: Results, load: int, batches: int) -> dict[str, Any]:
-    return results.suite["goodput_under_deadlines"]["cases"][f"{load}x_capacity_deadline_{batches}_batches"]
+def _goodput_case(results: Results, case: Case) -> dict[str, Any]:
+    return results.suite["goodput_under_deadlines"]["cases"][case.name]
 
 
 def _goodput_window(report: dict[str, Any], duration_s: float) -> str:
@@ -105,7 +107,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], align: tuple[st
 
 def readme_performance(results: Results) -> str:
     f = results.figures
-    goodput = _goodput_case(results, 2, 2)
+    goodput = _goodput_case(results, Case(2, 2))
     rows = [
         ("throughput at 32 clients ÷ the model's own limit in-process", _ratio(f["inception_c32_over_in_process"])),
         ("a lone request's p50 latency over the model's own in-process call",
@@ -353,13 +355,13 @@ def auto_batch_size(results: Results) -> str:
 def goodput(results: Results) -> str:
     report = results.suite["goodput_under_deadlines"]
     rows = []
-    for load in (2, 10):
-        for batches in (2, 5):
-            case = _goodput_case(results, load, batches)
-            rows.append((f"{load}×", f"{batches} batch times ({_seconds(case['after']['deadline_ms'] / 1000)})",
-                         _ratio(case["before"]["goodput_over_capacity"]),
-                         _ratio(case["after"]["goodput_over_capacity"]),
-                         _ms(case["after"]["refused_median_ms"])))
+    for each in CASES:
+        case = _goodput_case(results, each)
+        load, batches = f"{each.load:g}", f"{each.deadline_batches:g}"
+        rows.append((f"{load}×", f"{batches} batch times ({_seconds(case['after']['deadline_ms'] / 1000)})",
+                     _ratio(case["before"]["goodput_over_capacity"]),
+                     _ratio(case["after"]["goodput_over_capacity"]),
+                     _ms(case["after"]["refused_median_ms"])))
     return (f"Capacity first ({report['capacity_requests_per_s']:.1f} requests/s at 32 clients), then an open loop "
             "at 2× and 10× capacity, every request with a gRPC deadline of 2 or 5 batch times. Goodput is the "
             "answers that arrived within their deadline, per second, ÷ capacity. "
@@ -390,17 +392,17 @@ def goodput_detail(results: Results) -> str:
     report = results.suite["goodput_under_deadlines"]
     rows = []
     late = []
-    for load in (2, 10):
-        for batches in (2, 5):
-            case = _goodput_case(results, load, batches)
-            before, after = case["before"], case["after"]
-            rows.append((f"{load}× capacity", f"{batches} batch times ({after['deadline_ms']:.0f} ms)",
-                         f"{before['goodput_over_capacity']:.0%}", f"{after['goodput_over_capacity']:.0%}",
-                         _ms(after["refused_median_ms"]), _ms(after["accepted_p99_ms"])))
-            if after["accepted_but_late"]:
-                accepted = after["answered_in_time"] + after["accepted_but_late"]
-                late.append(f"{after['accepted_but_late']} of {accepted} accepted requests finished late at {load}× "
-                            f"load with {batches}-batch deadlines")
+    for each in CASES:
+        case = _goodput_case(results, each)
+        load, batches = f"{each.load:g}", f"{each.deadline_batches:g}"
+        before, after = case["before"], case["after"]
+        rows.append((f"{load}× capacity", f"{batches} batch times ({after['deadline_ms']:.0f} ms)",
+                     f"{before['goodput_over_capacity']:.0%}", f"{after['goodput_over_capacity']:.0%}",
+                     _ms(after["refused_median_ms"]), _ms(after["accepted_p99_ms"])))
+        if after["accepted_but_late"]:
+            accepted = after["answered_in_time"] + after["accepted_but_late"]
+            late.append(f"{after['accepted_but_late']} of {accepted} accepted requests finished late at {load}× "
+                        f"load with {batches}-batch deadlines")
     late_text = ("; ".join(late) + "." if late else "every accepted request finished within its deadline.")
     return (f"Measured on {machine_phrase(results)} serving Inception-v3 (`max_batch_size` 16, one batch "
             f"thread, one JPEG per request) by `python -m benchmarks suite` (its goodput part alone: "

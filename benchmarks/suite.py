@@ -228,7 +228,6 @@ def run_suite(args: argparse.Namespace) -> int:
         "overload_batch_queue_accepted_p99_s": (overload_batch_queue.percentile(99) or 0) / 1000,
         "overload_refusal_p99_ms": overload.percentile(99, errors=True) or 0.0,
         "rest_inception_c32_over_in_process": rest_inception.median,
-        "rest_inception_grpc_c32_over_in_process": throughput.median,
         **{f"{name}_trivial_c64": comparison.median for name, comparison in protocols.items()},
     }
     if bf16:
