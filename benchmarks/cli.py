@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--auto-starts", type=int, default=3,
                        help="starts of a --max_batch_size=auto server, each measured against fixed sizes (0: skip)")
     suite.add_argument("--publish", action="store_true",
-                       help="replace docs/benchmarks/suite.json and the docs' plot with this run's, and render the "
-                       "pages' figures from them")
+                       help="replace docs/benchmarks/suite-2core-cpu.json and the docs' plot with this run's, and "
+                       "render the pages' figures from them")
 
     publish = commands.add_parser("publish", help="render the README's and docs' figures from docs/benchmarks/*.json")
     publish.add_argument("--check", action="store_true", help="change nothing; exit 1 if a page differs from its data")

@@ -218,9 +218,18 @@ def peers_detail(results: Results) -> str:
     )
     return (f"Measured {report['started_at'][:10]} on {machine_phrase(results)}; the command took "
             f"{round(report['wall_seconds'] / 60)} minutes. {versions}. Each batchserve figure is from the blocks "
-            "run against that server."
-            "\n\n" + _table(("server", "figure", "unit", "batchserve", "the other server",
+            "run against that server. " + _peers_goodput_window(report)
+            + "\n\n" + _table(("server", "figure", "unit", "batchserve", "the other server",
                               "other ÷ batchserve (rounds)"), rows, ("---", "---", "---", "---:", "---:", "---:")))
+
+
+def _peers_goodput_window(report: dict[str, Any]) -> str:
+    """How that run counted goodput, from its own record of it."""
+    if report["goodput"].get("after_window"):
+        return ("In the goodput blocks the load goes on, unmeasured, for one deadline after the measured window, so "
+                "the window's last requests wait behind later ones as the others did.")
+    return ("In that run's goodput blocks the load stopped with the measured window, so the window's last requests "
+            "met no later ones, and every server's share reads high.")
 
 
 # ---- docs/performance.md ----
@@ -334,22 +343,29 @@ def auto_batch_size(results: Results) -> str:
     ]
     curve = _table(("images/s at batch size", *map(str, sizes), "chosen"), curve_rows,
                    ("---",) + ("---:",) * (len(sizes) + 1))
+    best = auto["best_fixed"]
+    pooled = auto["auto_over_best_fixed_all_rounds"]
     served_rows = [
         (f"start {index + 1}", str(start["chosen"]),
-         *(f"{start['auto_over_fixed'][str(size)]['median_ratio']:.3f}" for size in auto["fixed_sizes"]),
-         f"{start['best_fixed']}", f"{start['auto_over_best_fixed']:.3f}")
+         *(f"{start['auto_over_fixed'][str(size)]['median_ratio']:.3f} "
+           f"({min(start['auto_over_fixed'][str(size)]['ratios']):.3f}–"
+           f"{max(start['auto_over_fixed'][str(size)]['ratios']):.3f})" for size in auto["fixed_sizes"]))
         for index, start in enumerate(auto["starts"])
     ]
     served = _table(
-        ("", "auto chose", *(f"auto ÷ fixed {size}" for size in auto["fixed_sizes"]), "better fixed size",
-         "auto ÷ better fixed"),
-        served_rows, ("---",) + ("---:",) * (len(auto["fixed_sizes"]) + 3),
+        ("", "auto chose", *(f"auto ÷ fixed {size} (rounds)" for size in auto["fixed_sizes"])),
+        served_rows, ("---",) + ("---:",) * (len(auto["fixed_sizes"]) + 1),
     )
+    others = " and ".join(str(size) for size in auto["fixed_sizes"] if size != best)
     return (f"With `--max_batch_size=auto` the server times the model at batch sizes 1, 2, 4, … 128 while it "
             f"warms up. The suite started it {len(auto['starts'])} times; each start timed, in images per second:\n\n"
             f"{curve}\n\nServed at {auto['concurrency']} clients against the same model with fixed sizes, in "
-            f"alternating blocks ({auto['rounds_per_start']} rounds per start, ABBA), median of the per-round "
-            f"ratios:\n\n{served}")
+            f"alternating blocks of {auto['block_s']:g} s ({auto['rounds_per_start']} rounds per start, ABBA), median "
+            f"of the per-round ratios:\n\n{served}\n\n"
+            f"The fixed servers ran through every start, so the better fixed size is judged over all "
+            f"{pooled['rounds']} rounds: against each round's auto, fixed {best} did better than fixed {others}. "
+            f"Auto delivered {pooled['median_ratio']:.3f} of fixed {best} over those rounds "
+            f"({pooled['min']:.3f}–{pooled['max']:.3f}).")
 
 
 def goodput(results: Results) -> str:
@@ -384,7 +400,8 @@ def auto_batch_example(results: Results) -> str:
     return (f"For example, on {machine_phrase(results)} serving Inception-v3, the measured curve was {points} "
             f"(images/s at each batch size). Sizes {', '.join(map(str, ties))} are within 3% of the best, so the "
             f"server chose {start['chosen']}. Served at {auto['concurrency']} clients, that choice delivered "
-            f"{start['auto_over_best_fixed']:.3f} of the better of fixed {' and '.join(map(str, auto['fixed_sizes']))} "
+            f"{start['auto_over_best_fixed']:.3f} of fixed {auto['best_fixed']}, the better of fixed "
+            f"{' and '.join(map(str, auto['fixed_sizes']))} over the run "
             f"([performance](performance.md#batch-size-chosen-by-measurement) has every start).")
 
 

@@ -2,8 +2,8 @@
 
 Starts our server in each configuration (batching on, off; trivial model; bf16; `--max_batch_size=auto`)
 and the floor server, drives them with the load generator, and writes `suite.json`, `throughput_latency.png`
-and a summary. With `--publish` the results replace docs/benchmarks/suite.json and the plot the docs show,
-and the pages' figures are rendered again from them (benchmarks/publish.py).
+and a summary. With `--publish` the results replace docs/benchmarks/suite-2core-cpu.json and the plot the docs
+show, and the pages' figures are rendered again from them (benchmarks/publish.py).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ PROTOCOL_PAIRS = {
 }
 # `--max_batch_size=auto` against the fixed sizes its timed curve cannot tell apart on this CPU.
 AUTO_FIXED_SIZES = (16, 32)
+AUTO_MIN_BLOCK_S = 10.0
 
 
 def _log(message: str) -> None:
@@ -183,9 +184,11 @@ def run_suite(args: argparse.Namespace) -> int:
 
     auto_batch: dict[str, Any] | None = None
     if args.auto_starts:
+        # At 32 clients a batch takes about two seconds on two cores: a block must hold several of them for
+        # the few-percent differences between sizes to rise above where a block's batches happen to fall.
         auto_batch = run_auto_versus_fixed(
             inception, "inception", jpeg_load, fixed_sizes=AUTO_FIXED_SIZES, starts=args.auto_starts,
-            rounds=max(rounds - 1, 2), block_s=block_s, warmup_s=block_warmup_s,
+            rounds=max(rounds - 1, 2), block_s=max(args.duration, AUTO_MIN_BLOCK_S), warmup_s=block_warmup_s,
         )
 
     bf16: dict[str, Any] | None = None

@@ -228,3 +228,26 @@ def test_open_loop_counts_only_its_window_and_keeps_the_load_on_after_it(tiny_se
     counted = level.ok + sum(level.errors.values())
     assert 49 <= counted <= 51  # 50 requests/s over the 1 s window, neither the warm-up's nor the cooldown's
     assert elapsed >= 0.2 + 1.0 + 0.6 - 1 / 50  # the cooldown's requests were sent (the last one 20 ms before its end)
+
+
+def test_auto_batch_is_judged_against_the_fixed_size_better_over_the_whole_run():
+    from benchmarks.auto_batch import _judge_against_best_fixed, _start_summary
+
+    # Start 1 alone would call fixed 32 the better size (auto ÷ 32 = 0.99 there); over both starts fixed 16
+    # is the one auto does least well against, and every start is judged against it.
+    starts = [
+        _start_summary(64, {16: 17.0, 32: 17.1}, {"fixed_16": [15.0, 15.2], "fixed_32": [15.3, 15.4],
+                                                  "auto": [15.2, 15.2]}, (16, 32)),
+        _start_summary(128, {16: 17.1, 32: 16.9}, {"fixed_16": [15.6, 15.8], "fixed_32": [15.0, 15.1],
+                                                   "auto": [15.5, 15.7]}, (16, 32)),
+    ]
+    report = {"starts": starts}
+    _judge_against_best_fixed(report, (16, 32))
+    assert report["best_fixed"] == 16
+    assert report["auto_over_best_fixed_by_start"] == [
+        start["auto_over_fixed"]["16"]["median_ratio"] for start in starts
+    ]
+    assert report["auto_over_best_fixed_all_rounds"]["rounds"] == 4
+    assert report["chosen_by_start"] == [64, 128]
+    ratios = [15.2 / 15.0, 15.2 / 15.2, 15.5 / 15.6, 15.7 / 15.8]
+    assert report["auto_over_best_fixed_all_rounds"]["min"] == round(min(ratios), 3)
