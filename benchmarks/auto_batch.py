@@ -5,13 +5,16 @@ matters: closed-loop clients against the same model served with fixed sizes. The
 several times (each start times the model again and may choose differently), and each start runs in
 alternating blocks against servers with fixed sizes, in ABBA order, so drift falls on every side alike.
 
-The fixed servers run through every start, so which fixed size is better is judged once, over all their
-rounds: picking each start's better one from its few rounds would pick whichever had the luckier blocks,
-and hold auto to a bar no size reaches on average.
+Every start starts all its servers afresh and gives each an unmeasured block first: a new server runs
+slower over its first blocks, and a fixed server kept from start to start would have an edge no
+configuration gives. Which fixed size is better is judged once, over all rounds of all starts: picking each
+start's better one from its few rounds would pick whichever had the luckier blocks, and hold auto to a bar
+no size reaches on average.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import time
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.interleave import server_block
-from benchmarks.launcher import LaunchedServer, our_server
+from benchmarks.launcher import our_server
 from benchmarks.load import Workload
 from benchmarks.server_stats import batch_size_choice
 
@@ -45,30 +48,30 @@ def run_auto_versus_fixed(
     """Images/s of each side per round; per start, auto ÷ each fixed size and ÷ the run's best fixed size."""
     report: dict[str, Any] = {
         "concurrency": concurrency, "rounds_per_start": rounds, "block_s": block_s, "warmup_s": warmup_s,
-        "flags": list(COMMON_FLAGS), "fixed_sizes": list(fixed_sizes), "starts": [],
+        "unmeasured_rounds_per_start": 1, "flags": list(COMMON_FLAGS), "fixed_sizes": list(fixed_sizes),
+        "starts": [],
     }
-    fixed: dict[str, LaunchedServer] = {}
-    try:
-        for size in fixed_sizes:
-            fixed[f"fixed_{size}"] = our_server(version_dir.parent, model, *COMMON_FLAGS, f"--max_batch_size={size}")
-        for start in range(starts):
-            _log(f"auto batch size: start {start + 1} of {starts}")
-            with our_server(version_dir.parent, model, *COMMON_FLAGS, "--max_batch_size=auto") as auto:
-                chosen, curve = batch_size_choice(auto.metrics_url)
-                sides = {**fixed, "auto": auto}
-                order = list(sides)
-                measured: dict[str, list[float]] = {name: [] for name in sides}
-                for index in range(rounds):
-                    for name in order if index % 2 == 0 else reversed(order):
-                        level = server_block(sides[name].target, workload, concurrency, block_s, warmup_s)
-                        measured[name].append(round(level.images_per_s, 3))
-                summary = _start_summary(chosen, curve, measured, fixed_sizes)
-                report["starts"].append(summary)
-                ratios = {size: ratio["median_ratio"] for size, ratio in summary["auto_over_fixed"].items()}
-                _log(f"auto chose {chosen}; auto ÷ fixed: {ratios}")
-    finally:
-        for server in fixed.values():
-            server.stop()
+    for start in range(starts):
+        _log(f"auto batch size: start {start + 1} of {starts}")
+        with contextlib.ExitStack() as servers:
+            auto = servers.enter_context(our_server(version_dir.parent, model, *COMMON_FLAGS, "--max_batch_size=auto"))
+            chosen, curve = batch_size_choice(auto.metrics_url)
+            sides = {f"fixed_{size}": servers.enter_context(
+                our_server(version_dir.parent, model, *COMMON_FLAGS, f"--max_batch_size={size}"))
+                for size in fixed_sizes}
+            sides["auto"] = auto
+            order = list(sides)
+            for name in order:  # a fresh server runs slower for its first blocks, so every side gets one
+                server_block(sides[name].target, workload, concurrency, block_s, warmup_s)
+            measured: dict[str, list[float]] = {name: [] for name in sides}
+            for index in range(rounds):
+                for name in order if index % 2 == 0 else reversed(order):
+                    level = server_block(sides[name].target, workload, concurrency, block_s, warmup_s)
+                    measured[name].append(round(level.images_per_s, 3))
+        summary = _start_summary(chosen, curve, measured, fixed_sizes)
+        report["starts"].append(summary)
+        ratios = {size: ratio["median_ratio"] for size, ratio in summary["auto_over_fixed"].items()}
+        _log(f"auto chose {chosen}; auto ÷ fixed: {ratios}")
     _judge_against_best_fixed(report, fixed_sizes)
     return report
 

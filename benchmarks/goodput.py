@@ -112,6 +112,7 @@ def run_goodput(
             "server_mean_batch_size": _round(batch_size),
             "server_mean_batch_seconds": _round(at_capacity.mean_batch_seconds_since(snapshot)),
             "window_s": duration_s,
+            "load_before_window": "the same rate, unmeasured, for one deadline",
             "load_after_window": "the same rate, unmeasured, for one deadline",
             "cases": {},
         }
@@ -124,8 +125,11 @@ def run_goodput(
             for side in order:
                 _log(f"goodput {case.name} ({rate:.1f}/s, {deadline_s:.2f} s deadlines): {side}")
                 start = scrape(servers[side].metrics_url)
+                # One deadline of load before the window and one after: the queue a deadline-bound server keeps
+                # is about a deadline deep, so the window opens and closes on a queue at that depth, not on an
+                # empty one that lets early requests through faster than the server can keep up.
                 level = uvloop.run(
-                    open_loop(servers[side].target, workload, rate, duration_s, min(warmup_s, 1.0), timeout_s=deadline_s,
+                    open_loop(servers[side].target, workload, rate, duration_s, deadline_s, timeout_s=deadline_s,
                               cooldown_s=deadline_s)
                 )
                 results[side] = figures(level, deadline_s, capacity, start, scrape(servers[side].metrics_url))

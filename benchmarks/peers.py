@@ -401,7 +401,7 @@ def _goodput_comparison(
         batch_s = max_batch_size / capacity
         deadline_s, rate = GOODPUT_DEADLINE_BATCHES * batch_s, GOODPUT_LOAD * capacity
         before = side.snapshot()
-        level = uvloop.run(open_loop(side.server.target, workload, rate, seconds, 1.0, timeout_s=deadline_s,
+        level = uvloop.run(open_loop(side.server.target, workload, rate, seconds, deadline_s, timeout_s=deadline_s,
                                      cooldown_s=deadline_s))
         row = {"capacity_requests_per_s": round(capacity, 3), "batch_seconds": round(batch_s, 4),
                **goodput_figures(level, deadline_s, capacity, before, side.snapshot())}
@@ -587,8 +587,8 @@ def new_report(args: argparse.Namespace, setups: Sequence[ModelSetup], tensorflo
                     "deadline": f"a gRPC deadline of {GOODPUT_DEADLINE_BATCHES:g} batch times "
                                 "(max batch size ÷ capacity)",
                     "goodput": "answers that arrived within their deadline, per second, ÷ capacity",
-                    "after_window": "the load goes on, unmeasured, for one deadline after the measured window, "
-                                    "so the window's last requests wait behind later ones as the others did",
+                    "around_window": "the load runs, unmeasured, for one deadline before the measured window and "
+                                     "one after it, so the queue is at its steady depth throughout the window",
                     "between_blocks": "one more request is sent and answered (drain_s) before the next block"},
         "servers": servers,
         "same_answers": {},

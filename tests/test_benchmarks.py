@@ -108,20 +108,30 @@ def test_lone_server_requests_pair_with_in_process_calls_on_the_same_image(tiny_
     assert all(value > 0 for value in comparison.baseline + comparison.candidate)
 
 
-def test_closed_loop_window_holds_whole_batches_so_throughput_is_not_quantized():
-    """Answers come in bursts of 16 a second apart (phase 0.37 s). A 6.5 s clock window would count 7
-    bursts (17.2 images/s); a window from answer to answer holds 7 bursts in 7 s: the true 16 images/s."""
+def test_closed_loop_throughput_is_clients_over_their_mean_cycle_wherever_the_window_falls():
+    """32 clients against a server that alternates a batch of 25 (1.6 s) and a batch of 7 (0.45 s): each
+    client resends as soon as it is answered, so every request waits one whole cycle of 2.05 s, and the
+    throughput is 32 / 2.05 images/s. Counted from one answer to another, a window that starts on a batch of
+    25 and ends on a batch of 7 reads about 13% high, and the reverse low; by cycles every window is exact."""
     from benchmarks.load import _Recorder
 
+    cycle, small_batch_s = 2.05, 0.45
     recorder = _Recorder()
-    for burst in range(12):
-        for image in range(16):
-            recorder.answers.append((burst + 0.37 + image * 1e-4, 50.0, None))
-    span = recorder.keep_window(2.0, 8.5)
-    level = recorder.result("closed", 32, None, span, 1)
-    assert level.ok == 7 * 16
-    assert abs(level.images_per_s - 16.0) < 1e-6
-    assert level.percentile(50) == 50.0
+    for turn in range(12):
+        for client in range(32):
+            phase = 0.0 if client < 25 else small_batch_s
+            answered = turn * cycle + phase
+            recorder.answers.append((client, answered - cycle, answered, None))
+    recorder.answers.sort(key=lambda answer: answer[2])
+
+    for measure_from, measure_until in ((2.0, 10.3), (2.1, 10.3), (2.0, 10.7), (2.5, 19.0), (0.0, 6.0)):
+        window = _Recorder()
+        window.answers = list(recorder.answers)
+        span = window.keep_window(measure_from, measure_until, clients=32)
+        level = window.result("closed", 32, None, span, 1)
+        assert level.ok > 0
+        assert level.images_per_s == pytest.approx(32 / cycle, rel=1e-9)
+        assert level.percentile(50) == pytest.approx(cycle * 1000)
 
 
 def test_goodput_scenario_runs_both_policies_and_reports_each_case(tiny_model_base):
