@@ -24,7 +24,7 @@ from batching import Batcher, BatchingParameters, DeadlinePolicy, QueueFullError
 
 from benchmarks.interleave import server_block
 from benchmarks.launcher import our_server
-from benchmarks.load import LevelResult, Workload, open_loop
+from benchmarks.load import LevelResult, Workload, deadline_open_loop
 from benchmarks.server_stats import ServerSnapshot, scrape
 
 REFUSED = "RESOURCE_EXHAUSTED"  # how the server answers a request it will not run
@@ -125,13 +125,7 @@ def run_goodput(
             for side in order:
                 _log(f"goodput {case.name} ({rate:.1f}/s, {deadline_s:.2f} s deadlines): {side}")
                 start = scrape(servers[side].metrics_url)
-                # One deadline of load before the window and one after: the queue a deadline-bound server keeps
-                # is about a deadline deep, so the window opens and closes on a queue at that depth, not on an
-                # empty one that lets early requests through faster than the server can keep up.
-                level = uvloop.run(
-                    open_loop(servers[side].target, workload, rate, duration_s, deadline_s, timeout_s=deadline_s,
-                              cooldown_s=deadline_s)
-                )
+                level = uvloop.run(deadline_open_loop(servers[side].target, workload, rate, duration_s, deadline_s))
                 results[side] = figures(level, deadline_s, capacity, start, scrape(servers[side].metrics_url))
                 time.sleep(batch_s)  # the last accepted batch finishes before the other side starts
             report["cases"][case.name] = {"before": results["before"], "after": results["after"]}

@@ -457,6 +457,16 @@ async def open_loop(
     return result
 
 
+async def deadline_open_loop(
+    target: str, workload: Workload, rate: float, duration_s: float, deadline_s: float
+) -> LevelResult:
+    """An open loop whose every request has a deadline of `deadline_s`, for goodput. The load also runs,
+    unmeasured, for one deadline before the window and one after: the queue a deadline-bound server keeps is
+    about a deadline deep, so the window opens and closes on a queue at that depth, not on an empty one
+    that lets early requests through faster than the server can keep up, or one the late requests drain."""
+    return await open_loop(target, workload, rate, duration_s, deadline_s, timeout_s=deadline_s, cooldown_s=deadline_s)
+
+
 async def _tick(seconds: float, on_tick: Callable[[float], None] | None) -> None:
     """Sleep `seconds`, reporting progress every quarter second."""
     end = time.perf_counter() + seconds

@@ -34,7 +34,7 @@ from benchmarks.corpus import jpeg_corpus
 from benchmarks.goodput import figures as goodput_figures
 from benchmarks.interleave import Comparison
 from benchmarks.launcher import REPO_ROOT, LaunchedServer, free_port, our_server
-from benchmarks.load import LevelResult, Workload, closed_loop, open_loop
+from benchmarks.load import LevelResult, Workload, closed_loop, deadline_open_loop
 from benchmarks.server_stats import ServerSnapshot, scrape
 
 PEERS_DIR = REPO_ROOT / ".peers"
@@ -401,8 +401,7 @@ def _goodput_comparison(
         batch_s = max_batch_size / capacity
         deadline_s, rate = GOODPUT_DEADLINE_BATCHES * batch_s, GOODPUT_LOAD * capacity
         before = side.snapshot()
-        level = uvloop.run(open_loop(side.server.target, workload, rate, seconds, deadline_s, timeout_s=deadline_s,
-                                     cooldown_s=deadline_s))
+        level = uvloop.run(deadline_open_loop(side.server.target, workload, rate, seconds, deadline_s))
         row = {"capacity_requests_per_s": round(capacity, 3), "batch_seconds": round(batch_s, 4),
                **goodput_figures(level, deadline_s, capacity, before, side.snapshot())}
         row["drain_s"] = round(drain(side.server.target, workload), 3)
