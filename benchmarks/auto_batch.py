@@ -10,6 +10,10 @@ slower over its first blocks, and a fixed server kept from start to start would 
 configuration gives. Which fixed size is better is judged once, over all rounds of all starts: picking each
 start's better one from its few rounds would pick whichever had the luckier blocks, and hold auto to a bar
 no size reaches on average.
+
+A second server with the first fixed size runs in every round as well: what two servers of one
+configuration differ by, measured in the same rounds, is the spread within which auto and a fixed size
+cannot be told apart.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from benchmarks.load import Workload
 from benchmarks.server_stats import batch_size_choice
 
 COMMON_FLAGS = ("--enable_batching=true", "--num_batch_threads=1", "--batch_timeout_micros=1000")
+CONTROL = "control"  # a second server with the first fixed size
 
 
 def _log(message: str) -> None:
@@ -45,11 +50,12 @@ def run_auto_versus_fixed(
     block_s: float = 6.0,
     warmup_s: float = 5.0,
 ) -> dict[str, Any]:
-    """Images/s of each side per round; per start, auto ÷ each fixed size and ÷ the run's best fixed size."""
+    """Images/s of each side per round; per start, auto ÷ each fixed size and ÷ the run's best fixed size,
+    and a second server of the first fixed size ÷ the first (the same-configuration spread)."""
     report: dict[str, Any] = {
         "concurrency": concurrency, "rounds_per_start": rounds, "block_s": block_s, "warmup_s": warmup_s,
         "unmeasured_rounds_per_start": 1, "flags": list(COMMON_FLAGS), "fixed_sizes": list(fixed_sizes),
-        "starts": [],
+        "same_size_control": fixed_sizes[0], "starts": [],
     }
     for start in range(starts):
         _log(f"auto batch size: start {start + 1} of {starts}")
@@ -60,6 +66,8 @@ def run_auto_versus_fixed(
                 our_server(version_dir.parent, model, *COMMON_FLAGS, f"--max_batch_size={size}"))
                 for size in fixed_sizes}
             sides["auto"] = auto
+            sides[CONTROL] = servers.enter_context(
+                our_server(version_dir.parent, model, *COMMON_FLAGS, f"--max_batch_size={fixed_sizes[0]}"))
             order = list(sides)
             for name in order:  # a fresh server runs slower for its first blocks, so every side gets one
                 server_block(sides[name].target, workload, concurrency, block_s, warmup_s)
@@ -71,7 +79,8 @@ def run_auto_versus_fixed(
         summary = _start_summary(chosen, curve, measured, fixed_sizes)
         report["starts"].append(summary)
         ratios = {size: ratio["median_ratio"] for size, ratio in summary["auto_over_fixed"].items()}
-        _log(f"auto chose {chosen}; auto ÷ fixed: {ratios}")
+        _log(f"auto chose {chosen}; auto ÷ fixed: {ratios}; same size ÷ same size: "
+             f"{summary['control_over_same_size']['median_ratio']}")
     _judge_against_best_fixed(report, fixed_sizes)
     return report
 
@@ -90,6 +99,13 @@ def _judge_against_best_fixed(report: dict[str, Any], fixed_sizes: Sequence[int]
         "min": round(min(pooled[best]), 3), "max": round(max(pooled[best]), 3),
     }
     report["auto_over_best_fixed_by_start"] = [start["auto_over_best_fixed"] for start in report["starts"]]
+    control = [ratio for start in report["starts"] if "control_over_same_size" in start
+               for ratio in start["control_over_same_size"]["ratios"]]
+    if control:
+        report["control_over_same_size_all_rounds"] = {
+            "rounds": len(control), "median_ratio": round(statistics.median(control), 3),
+            "min": round(min(control), 3), "max": round(max(control), 3),
+        }
     report["chosen_by_start"] = [start["chosen"] for start in report["starts"]]
 
 
@@ -97,15 +113,17 @@ def _start_summary(
     chosen: int | None, curve: dict[int, float], measured: dict[str, list[float]], fixed_sizes: Sequence[int]
 ) -> dict[str, Any]:
     """One start: the choice, its timed curve, every block, and the median per-round ratios."""
-    auto = measured["auto"]
-    over_fixed = {}
-    for size in fixed_sizes:
-        ratios = [a / f for a, f in zip(auto, measured[f"fixed_{size}"]) if f]
-        over_fixed[str(size)] = {"ratios": [round(r, 3) for r in ratios],
-                                 "median_ratio": round(statistics.median(ratios), 3)}
-    return {
+    summary: dict[str, Any] = {
         "chosen": chosen,
         "curve_items_per_s": {str(size): value for size, value in curve.items()},
         "images_per_s": measured,
-        "auto_over_fixed": over_fixed,
+        "auto_over_fixed": {str(size): _per_round(measured["auto"], measured[f"fixed_{size}"]) for size in fixed_sizes},
     }
+    if CONTROL in measured:
+        summary["control_over_same_size"] = _per_round(measured[CONTROL], measured[f"fixed_{fixed_sizes[0]}"])
+    return summary
+
+
+def _per_round(side: Sequence[float], against: Sequence[float]) -> dict[str, Any]:
+    ratios = [a / b for a, b in zip(side, against) if b]
+    return {"ratios": [round(r, 3) for r in ratios], "median_ratio": round(statistics.median(ratios), 3)}

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     suite = commands.add_parser(
-        "suite", help="every figure of the README and docs/performance.md, in one run, on this machine (about 35 min on 2 cores)"
+        "suite", help="every figure of the README and docs/performance.md, in one run, on this machine (about 40 min on 2 cores)"
     )
     suite.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="JSON, PNG and log go here")
     suite.add_argument("--models", type=Path, default=Path("models/bench"), help="exported models are cached here")

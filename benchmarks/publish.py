@@ -353,17 +353,16 @@ def auto_batch_size(results: Results) -> str:
                    ("---",) + ("---:",) * (len(sizes) + 1))
     best = auto["best_fixed"]
     pooled = auto["auto_over_best_fixed_all_rounds"]
+    control = auto.get("same_size_control")
     served_rows = [
         (f"start {index + 1}", str(start["chosen"]),
-         *(f"{start['auto_over_fixed'][str(size)]['median_ratio']:.3f} "
-           f"({min(start['auto_over_fixed'][str(size)]['ratios']):.3f}–"
-           f"{max(start['auto_over_fixed'][str(size)]['ratios']):.3f})" for size in auto["fixed_sizes"]))
+         *(_ratio_with_rounds(start["auto_over_fixed"][str(size)]) for size in auto["fixed_sizes"]),
+         *((_ratio_with_rounds(start["control_over_same_size"]),) if control else ()))
         for index, start in enumerate(auto["starts"])
     ]
-    served = _table(
-        ("", "auto chose", *(f"auto ÷ fixed {size} (rounds)" for size in auto["fixed_sizes"])),
-        served_rows, ("---",) + ("---:",) * (len(auto["fixed_sizes"]) + 1),
-    )
+    columns = ("", "auto chose", *(f"auto ÷ fixed {size} (rounds)" for size in auto["fixed_sizes"]),
+               *((f"a second fixed {control} ÷ fixed {control} (rounds)",) if control else ()))
+    served = _table(columns, served_rows, ("---",) + ("---:",) * (len(columns) - 1))
     others = " and ".join(str(size) for size in auto["fixed_sizes"] if size != best)
     return (f"With `--max_batch_size=auto` the server times the model at batch sizes 1, 2, 4, … 128 while it "
             f"warms up. The suite started it {len(auto['starts'])} times; each start timed, in images per second:\n\n"
@@ -373,7 +372,20 @@ def auto_batch_size(results: Results) -> str:
             f"{_auto_servers_per_start(auto)}The better fixed size is judged over all {pooled['rounds']} rounds: "
             f"against each round's auto, fixed {best} did better than fixed {others}. "
             f"Auto delivered {pooled['median_ratio']:.3f} of fixed {best} over those rounds "
-            f"({pooled['min']:.3f}–{pooled['max']:.3f}).")
+            f"({pooled['min']:.3f}–{pooled['max']:.3f}).{_auto_control(auto)}")
+
+
+def _ratio_with_rounds(ratio: dict[str, Any]) -> str:
+    return f"{ratio['median_ratio']:.3f} ({min(ratio['ratios']):.3f}–{max(ratio['ratios']):.3f})"
+
+
+def _auto_control(auto: dict[str, Any]) -> str:
+    control = auto.get("control_over_same_size_all_rounds")
+    if not control:
+        return ""
+    return (f" Two servers with the same fixed {auto['same_size_control']}, in the same rounds, differed by "
+            f"{control['median_ratio']:.3f} ({control['min']:.3f}–{control['max']:.3f}): that is how far apart "
+            "two identical configurations read here.")
 
 
 def _auto_servers_per_start(auto: dict[str, Any]) -> str:

@@ -261,3 +261,22 @@ def test_auto_batch_is_judged_against_the_fixed_size_better_over_the_whole_run()
     assert report["chosen_by_start"] == [64, 128]
     ratios = [15.2 / 15.0, 15.2 / 15.2, 15.5 / 15.6, 15.7 / 15.8]
     assert report["auto_over_best_fixed_all_rounds"]["min"] == round(min(ratios), 3)
+
+
+def test_auto_batch_reports_what_two_servers_of_one_configuration_differ_by():
+    from benchmarks.auto_batch import CONTROL, _judge_against_best_fixed, _start_summary
+
+    starts = [
+        _start_summary(64, {16: 17.0}, {"fixed_16": [15.0, 16.0], "fixed_32": [15.3, 15.4], "auto": [15.2, 15.2],
+                                        CONTROL: [15.3, 15.6]}, (16, 32)),
+        _start_summary(128, {16: 17.1}, {"fixed_16": [15.6, 15.8], "fixed_32": [15.0, 15.1], "auto": [15.5, 15.7],
+                                         CONTROL: [15.6, 16.1]}, (16, 32)),
+    ]
+    assert starts[0]["control_over_same_size"] == {"ratios": [1.02, 0.975], "median_ratio": 0.998}
+    report = {"starts": starts}
+    _judge_against_best_fixed(report, (16, 32))
+    # rounded as each start keeps them
+    ratios = sorted(round(r, 3) for r in (15.3 / 15.0, 15.6 / 16.0, 15.6 / 15.6, 16.1 / 15.8))
+    assert report["control_over_same_size_all_rounds"] == {
+        "rounds": 4, "median_ratio": round((ratios[1] + ratios[2]) / 2, 3), "min": ratios[0], "max": ratios[-1],
+    }

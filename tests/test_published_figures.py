@@ -50,6 +50,21 @@ def test_a_new_result_changes_the_page(results):
     assert "9.87" in rendered and "9.87" not in page
 
 
+def test_the_auto_batch_passage_shows_the_same_configuration_spread_when_measured(results):
+    page = (ROOT / "docs/performance.md").read_text()
+    changed = copy.deepcopy(results.suite)
+    auto = changed["auto_batch_size"]
+    auto["same_size_control"] = auto["fixed_sizes"][0]
+    for start in auto["starts"]:
+        start["control_over_same_size"] = {"ratios": [0.981, 1.012], "median_ratio": 0.996}
+    auto["control_over_same_size_all_rounds"] = {"rounds": 10, "median_ratio": 0.996, "min": 0.981, "max": 1.012}
+    rendered = render_page(page, Results(suite=changed, peers=results.peers))
+    size = auto["fixed_sizes"][0]
+    assert f"| a second fixed {size} ÷ fixed {size} (rounds) |" in rendered
+    assert "| 0.996 (0.981–1.012) |" in rendered
+    assert f"Two servers with the same fixed {size}, in the same rounds, differed by 0.996 (0.981–1.012)" in rendered
+
+
 def test_the_scan_finds_figures_and_leaves_settings_alone():
     planted = [
         "The server sustains 33.8 images/s here.",
