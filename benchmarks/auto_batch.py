@@ -94,18 +94,12 @@ def _judge_against_best_fixed(report: dict[str, Any], fixed_sizes: Sequence[int]
     for start in report["starts"]:
         start["auto_over_best_fixed"] = start["auto_over_fixed"][str(best)]["median_ratio"]
     report["best_fixed"] = best
-    report["auto_over_best_fixed_all_rounds"] = {
-        "rounds": len(pooled[best]), "median_ratio": round(statistics.median(pooled[best]), 3),
-        "min": round(min(pooled[best]), 3), "max": round(max(pooled[best]), 3),
-    }
+    report["auto_over_best_fixed_all_rounds"] = _over_all_rounds(pooled[best])
     report["auto_over_best_fixed_by_start"] = [start["auto_over_best_fixed"] for start in report["starts"]]
     control = [ratio for start in report["starts"] if "control_over_same_size" in start
                for ratio in start["control_over_same_size"]["ratios"]]
     if control:
-        report["control_over_same_size_all_rounds"] = {
-            "rounds": len(control), "median_ratio": round(statistics.median(control), 3),
-            "min": round(min(control), 3), "max": round(max(control), 3),
-        }
+        report["control_over_same_size_all_rounds"] = _over_all_rounds(control)
     report["chosen_by_start"] = [start["chosen"] for start in report["starts"]]
 
 
@@ -122,6 +116,11 @@ def _start_summary(
     if CONTROL in measured:
         summary["control_over_same_size"] = _per_round(measured[CONTROL], measured[f"fixed_{fixed_sizes[0]}"])
     return summary
+
+
+def _over_all_rounds(ratios: Sequence[float]) -> dict[str, Any]:
+    return {"rounds": len(ratios), "median_ratio": round(statistics.median(ratios), 3),
+            "min": round(min(ratios), 3), "max": round(max(ratios), 3)}
 
 
 def _per_round(side: Sequence[float], against: Sequence[float]) -> dict[str, Any]:

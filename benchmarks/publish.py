@@ -85,20 +85,10 @@ def _goodput_case(results: Results, case: Case) -> dict[str, Any]:
     return results.suite["goodput_under_deadlines"]["cases"][case.name]
 
 
-def _goodput_window(report: dict[str, Any], duration_s: float) -> str:
-    """How the goodput window was counted, from the run's own record of it."""
-    if report.get("load_before_window"):
-        return (f"A request counts when it is sent within the measured {report['window_s']:g} s; the load runs, "
-                "unmeasured, for one deadline before that and one after, so the queue is at its steady depth "
-                "throughout the window.")
-    if report.get("load_after_window"):
-        return (f"A request counts when it is sent within the measured {report['window_s']:g} s; the load went on, "
-                "unmeasured, for one deadline after that, but started only a second before it, on an empty queue: "
-                "requests early in the window waited behind fewer than in steady state, which is how a share can "
-                "exceed 1.")
-    return (f"A request counts when it is sent within the measured {duration_s:g} s, and the load stopped there: "
-            "with deadlines long against that window, its last requests were answered with no later ones "
-            "competing, which is how a share can exceed 1.")
+def _goodput_window(report: dict[str, Any]) -> str:
+    return (f"A request counts when it is sent within the measured {report['window_s']:g} s; the load runs, "
+            "unmeasured, for one deadline before that and one after, so the queue is at its steady depth "
+            "throughout the window.")
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], align: tuple[str, ...] | None = None) -> str:
@@ -126,10 +116,7 @@ def readme_performance(results: Results) -> str:
         ("refusal under 10× overload, p99", _ms(f["overload_refusal_p99_ms"])),
         ("answers within their deadline at 2× overload, deadlines of two batch times, ÷ capacity",
          f"{_ratio(goodput['after']['goodput_over_capacity'])} (queue-and-expire: "
-         f"{_ratio(goodput['before']['goodput_over_capacity'])})"
-         + ("" if results.suite["goodput_under_deadlines"].get("load_before_window") else
-            "; this run started each load on an empty queue, which reads high: "
-            "[how](docs/performance.md#goodput-under-deadlines)")),
+         f"{_ratio(goodput['before']['goodput_over_capacity'])})"),
         ("REST ÷ gRPC requests/s, trivial model, 64 clients", _ratio(f["grpc_vs_rest_trivial_c64"])),
         ("REST (base64 JPEGs in JSON) ÷ the model's own limit in-process, 32 clients",
          _ratio(f["rest_inception_c32_over_in_process"])),
@@ -226,18 +213,10 @@ def peers_detail(results: Results) -> str:
     )
     return (f"Measured {report['started_at'][:10]} on {machine_phrase(results)}; the command took "
             f"{round(report['wall_seconds'] / 60)} minutes. {versions}. Each batchserve figure is from the blocks "
-            "run against that server. " + _peers_goodput_window(report)
+            "run against that server. In the goodput blocks the load runs, unmeasured, for one deadline before "
+            "the measured window and one after it, so the queue is at its steady depth throughout the window."
             + "\n\n" + _table(("server", "figure", "unit", "batchserve", "the other server",
                               "other ÷ batchserve (rounds)"), rows, ("---", "---", "---", "---:", "---:", "---:")))
-
-
-def _peers_goodput_window(report: dict[str, Any]) -> str:
-    """How that run counted goodput, from its own record of it."""
-    if report["goodput"].get("around_window"):
-        return ("In the goodput blocks the load runs, unmeasured, for one deadline before the measured window and "
-                "one after it, so the queue is at its steady depth throughout the window.")
-    return ("In that run's goodput blocks the load stopped with the measured window, so the window's last requests "
-            "met no later ones, and every server's share reads high.")
 
 
 # ---- docs/performance.md ----
@@ -353,15 +332,15 @@ def auto_batch_size(results: Results) -> str:
                    ("---",) + ("---:",) * (len(sizes) + 1))
     best = auto["best_fixed"]
     pooled = auto["auto_over_best_fixed_all_rounds"]
-    control = auto.get("same_size_control")
+    control, same_size = auto["same_size_control"], auto["control_over_same_size_all_rounds"]
     served_rows = [
         (f"start {index + 1}", str(start["chosen"]),
          *(_ratio_with_rounds(start["auto_over_fixed"][str(size)]) for size in auto["fixed_sizes"]),
-         *((_ratio_with_rounds(start["control_over_same_size"]),) if control else ()))
+         _ratio_with_rounds(start["control_over_same_size"]))
         for index, start in enumerate(auto["starts"])
     ]
     columns = ("", "auto chose", *(f"auto ÷ fixed {size} (rounds)" for size in auto["fixed_sizes"]),
-               *((f"a second fixed {control} ÷ fixed {control} (rounds)",) if control else ()))
+               f"a second fixed {control} ÷ fixed {control} (rounds)")
     served = _table(columns, served_rows, ("---",) + ("---:",) * (len(columns) - 1))
     others = " and ".join(str(size) for size in auto["fixed_sizes"] if size != best)
     return (f"With `--max_batch_size=auto` the server times the model at batch sizes 1, 2, 4, … 128 while it "
@@ -369,30 +348,19 @@ def auto_batch_size(results: Results) -> str:
             f"{curve}\n\nServed at {auto['concurrency']} clients against the same model with fixed sizes, in "
             f"alternating blocks of {auto['block_s']:g} s ({auto['rounds_per_start']} rounds per start, ABBA), median "
             f"of the per-round ratios:\n\n{served}\n\n"
-            f"{_auto_servers_per_start(auto)}The better fixed size is judged over all {pooled['rounds']} rounds: "
+            "Each start started its fixed servers afresh too, and gave every server one unmeasured block first, "
+            "since a new server runs slower over its first blocks. "
+            f"The better fixed size is judged over all {pooled['rounds']} rounds: "
             f"against each round's auto, fixed {best} did better than fixed {others}. "
             f"Auto delivered {pooled['median_ratio']:.3f} of fixed {best} over those rounds "
-            f"({pooled['min']:.3f}–{pooled['max']:.3f}).{_auto_control(auto)}")
+            f"({pooled['min']:.3f}–{pooled['max']:.3f}). Two servers with the same "
+            f"fixed {control}, in the same rounds, differed by {same_size['median_ratio']:.3f} "
+            f"({same_size['min']:.3f}–{same_size['max']:.3f}): "
+            "that is how far apart two identical configurations read here.")
 
 
 def _ratio_with_rounds(ratio: dict[str, Any]) -> str:
     return f"{ratio['median_ratio']:.3f} ({min(ratio['ratios']):.3f}–{max(ratio['ratios']):.3f})"
-
-
-def _auto_control(auto: dict[str, Any]) -> str:
-    control = auto.get("control_over_same_size_all_rounds")
-    if not control:
-        return ""
-    return (f" Two servers with the same fixed {auto['same_size_control']}, in the same rounds, differed by "
-            f"{control['median_ratio']:.3f} ({control['min']:.3f}–{control['max']:.3f}): that is how far apart "
-            "two identical configurations read here.")
-
-
-def _auto_servers_per_start(auto: dict[str, Any]) -> str:
-    if auto.get("unmeasured_rounds_per_start"):
-        return ("Each start started its fixed servers afresh too, and gave every server one unmeasured block "
-                "first, since a new server runs slower over its first blocks. ")
-    return "The fixed servers ran through every start. "
 
 
 def goodput(results: Results) -> str:
@@ -408,7 +376,7 @@ def goodput(results: Results) -> str:
     return (f"Capacity first ({report['capacity_requests_per_s']:.1f} requests/s at 32 clients), then an open loop "
             "at 2× and 10× capacity, every request with a gRPC deadline of 2 or 5 batch times. Goodput is the "
             "answers that arrived within their deadline, per second, ÷ capacity. "
-            + _goodput_window(report, results.suite["duration_s"]) + "\n\n"
+            + _goodput_window(report) + "\n\n"
             + _table(("load", "deadline", "goodput, queue and expire", "goodput, deadline-aware",
                       "deadline-aware: refusals answered in (median)"), rows, ("---", "---", "---:", "---:", "---:")))
 
@@ -456,7 +424,7 @@ def goodput_detail(results: Results) -> str:
             f"images every {_seconds(report['batch_seconds'])}. Each case then sends an open-loop load at a multiple "
             "of capacity, every request with a deadline of a few batch times. Goodput is the answers that arrive "
             "within their deadline, per second, as a fraction of capacity. "
-            + _goodput_window(report, results.suite["duration_s"]) + "\n\n"
+            + _goodput_window(report) + "\n\n"
             + _table(("load", "deadline", "goodput, queue and expire", "goodput, refuse unmeetable",
                       "refusals answered in (median)", "accepted requests' p99"), rows)
             + f"\n\nWith refusals, accepted requests whose deadline passed anyway: {late_text}")
