@@ -91,3 +91,47 @@ def test_the_server_measures_its_batch_size_and_exports_the_curve(tiny_model_bas
         assert 1 in measured and len(measured) >= 3
         assert any("max_batch_size" in line and "measured 1:" in line for line in server.log_lines)
         assert any(f"tiny:{int(chosen)}" in line for line in server.log_lines if "ready:" in line)
+
+
+def _counting_runtime(version_dir):  # type: ignore[no-untyped-def]
+    """A loaded runtime whose batches are counted, to tell whether the ladder ran in this process."""
+    from service.runtime.model_runtime import ModelRuntime
+
+    runtime = ModelRuntime(version_dir)
+    runtime.batches_run = []  # type: ignore[attr-defined]
+    run_batch = runtime.run_batch
+
+    def counted(items, padded_size):  # type: ignore[no-untyped-def]
+        runtime.batches_run.append(padded_size)  # type: ignore[attr-defined]
+        return run_batch(items, padded_size)
+
+    runtime.run_batch = counted  # type: ignore[method-assign]
+    return runtime
+
+
+def test_the_ladder_runs_in_a_child_process_so_the_serving_runtime_runs_no_batch(tiny_model_base):
+    from service.models.batch_size_probe import time_batch_sizes
+
+    runtime = _counting_runtime(tiny_model_base / "1")
+    choice = time_batch_sizes(runtime, ("serve",), latency_budget_seconds=0.0)
+    assert runtime.batches_run == []
+    measured = {point.batch_size for point in choice.curve}
+    assert choice.batch_size in measured and 1 in measured and len(measured) >= 3
+
+
+def test_a_child_that_cannot_time_the_model_leaves_the_timing_to_the_server_with_a_warning(
+    tiny_model_base, tmp_path, caplog
+):
+    import shutil
+
+    from service.models.batch_size_probe import time_batch_sizes
+
+    copy = tmp_path / "1"
+    shutil.copytree(tiny_model_base / "1", copy)
+    runtime = _counting_runtime(copy)
+    shutil.rmtree(copy)  # the child finds no SavedModel to load; the loaded runtime still runs
+    with caplog.at_level("WARNING", logger="service.models.batch_size_probe"):
+        choice = time_batch_sizes(runtime, ("serve",), latency_budget_seconds=0.0)
+    assert any("timing batch sizes in a child process failed" in r.getMessage() and "no saved_model.pb" in r.getMessage()
+               for r in caplog.records)
+    assert choice.batch_size in runtime.batches_run and 1 in runtime.batches_run

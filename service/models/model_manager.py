@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 
 from batching import Batcher, BatchingParameters, BatchListener, DeadlinePolicy, ListenerGroup
 
 from service.models import heap
 from service.errors import InvalidInputError, ModelNotFoundError, UnavailableError, servable_not_found
 from service.models.model_config import ModelSource
-from service.models.batch_size_tuning import BatchSizeChoice, choose_batch_size
+from service.models.batch_size_probe import time_batch_sizes
+from service.models.batch_size_tuning import BatchSizeChoice
 from service.runtime.model_runtime import DEFAULT_TAGS, ModelLoadError, ModelRuntime
 from service.models.signature_batching import SignatureBatchers
 from service.models.served_version import (
@@ -270,7 +270,8 @@ class ModelManager:
 
     def _load_and_warm(self, path: Path) -> tuple[ModelRuntime, BatchSizeChoice | None]:
         """Load, then run every allowed batch size and the recorded warm-up requests, so no client pays; with
-        --max_batch_size=auto, time the batch sizes first and keep the best (models/batch_size_tuning.py)."""
+        --max_batch_size=auto, time the batch sizes first, in a child process, and keep the best
+        (models/batch_size_probe.py)."""
         runtime = ModelRuntime(path, self._saved_model_tags)
         if not runtime.image_contract:
             recorded = run_recorded_predictions(runtime, path) if self._enable_model_warmup else 0
@@ -283,15 +284,13 @@ class ModelManager:
         choice = None
         max_batch_size = self._batching.max_batch_size
         if self._auto_batch_size:
-            blank = np.zeros(runtime.input_shape, dtype=np.float32)  # type: ignore[arg-type]
-            choice = choose_batch_size(lambda size: runtime.run_batch([blank] * size, size),
-                                       latency_budget_seconds=self._batch_latency_budget)
+            choice = time_batch_sizes(runtime, self._saved_model_tags, self._batch_latency_budget)
             max_batch_size = choice.batch_size
             _log.info("%s: %s", path, choice.describe(), extra={"batch_size_curve": [
                 {"batch_size": p.batch_size, "items_per_second": round(p.items_per_second, 2),
                  "seconds_per_batch": round(p.seconds_per_batch, 4)} for p in choice.curve]})
         sizes = self._batching.allowed_batch_sizes or (1, max_batch_size)
-        runtime.warm_up(() if choice else sizes)  # the timed ladder already ran every batch size it kept
+        runtime.warm_up(sizes)
         requests = read_warmup_requests(path) if self._enable_model_warmup else []
         for request in requests:
             pixels = request.pixels if request.pixels is not None else [runtime.preprocess(i) for i in request.images or []]

@@ -99,6 +99,15 @@ def configure_tensorflow(intra_op_threads: int = 0, inter_op_threads: int = 0) -
     _log_devices()
 
 
+def tensorflow_threads() -> tuple[int, int]:
+    """The intra- and inter-op thread counts this process set (0: TensorFlow's default), for a child to match."""
+    return _session_config.intra_op_parallelism_threads, _session_config.inter_op_parallelism_threads
+
+
+def runs_on_gpu() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def _log_devices() -> None:
     """One line on where models run, so a GPU image started without a GPU says so (and runs on the CPU)."""
     gpus = tf.config.list_physical_devices("GPU")
