@@ -5,11 +5,11 @@ matters: closed-loop clients against the same model served with fixed sizes. The
 several times (each start times the model again and may choose differently), and each start runs in
 alternating blocks against servers with fixed sizes, in ABBA order, so drift falls on every side alike.
 
-Every start starts all its servers afresh and gives each an unmeasured block first: a new server runs
-slower over its first blocks, and a fixed server kept from start to start would have an edge no
-configuration gives. Which fixed size is better is judged once, over all rounds of all starts: picking each
-start's better one from its few rounds would pick whichever had the luckier blocks, and hold auto to a bar
-no size reaches on average.
+Every start starts all its servers afresh, in an order rotated from start to start, and gives each an
+unmeasured block first: a new server runs slower over its first blocks, and a fixed server kept from start
+to start would have an edge no configuration gives. Which fixed size is better is judged once, over all
+rounds of all starts: picking each start's better one from its few rounds would pick whichever had the
+luckier blocks, and hold auto to a bar no size reaches on average.
 
 A second server with the first fixed size runs in every round as well: what two servers of one
 configuration differ by, measured in the same rounds, is the spread within which auto and a fixed size
@@ -59,30 +59,38 @@ def run_auto_versus_fixed(
     }
     for start in range(starts):
         _log(f"auto batch size: start {start + 1} of {starts}")
+        bounds = {**{f"fixed_{size}": str(size) for size in fixed_sizes}, "auto": "auto", CONTROL: str(fixed_sizes[0])}
+        order = list(bounds)
+        started = launch_order(order, start)
         with contextlib.ExitStack() as servers:
-            auto = servers.enter_context(our_server(version_dir.parent, model, *COMMON_FLAGS, "--max_batch_size=auto"))
-            chosen, curve = batch_size_choice(auto.metrics_url)
-            sides = {f"fixed_{size}": servers.enter_context(
-                our_server(version_dir.parent, model, *COMMON_FLAGS, f"--max_batch_size={size}"))
-                for size in fixed_sizes}
-            sides["auto"] = auto
-            sides[CONTROL] = servers.enter_context(
-                our_server(version_dir.parent, model, *COMMON_FLAGS, f"--max_batch_size={fixed_sizes[0]}"))
-            order = list(sides)
+            sides = {name: servers.enter_context(
+                our_server(version_dir.parent, model, *COMMON_FLAGS, f"--max_batch_size={bounds[name]}"))
+                for name in started}
+            chosen, curve = batch_size_choice(sides["auto"].metrics_url)
             for name in order:  # a fresh server runs slower for its first blocks, so every side gets one
                 server_block(sides[name].target, workload, concurrency, block_s, warmup_s)
-            measured: dict[str, list[float]] = {name: [] for name in sides}
+            measured: dict[str, list[float]] = {name: [] for name in order}
             for index in range(rounds):
                 for name in order if index % 2 == 0 else reversed(order):
                     level = server_block(sides[name].target, workload, concurrency, block_s, warmup_s)
                     measured[name].append(round(level.images_per_s, 3))
         summary = _start_summary(chosen, curve, measured, fixed_sizes)
+        summary["launch_order"] = started
         report["starts"].append(summary)
         ratios = {size: ratio["median_ratio"] for size, ratio in summary["auto_over_fixed"].items()}
         _log(f"auto chose {chosen}; auto ÷ fixed: {ratios}; same size ÷ same size: "
              f"{summary['control_over_same_size']['median_ratio']}")
     _judge_against_best_fixed(report, fixed_sizes)
     return report
+
+
+def launch_order(sides: Sequence[str], start: int) -> list[str]:
+    """The order start `start` launches its servers in: rotated one place per start, so that over as many
+    starts as sides each side is launched first once. Two servers of one configuration can differ by about 2%
+    for as long as they live, and launching the auto server first in every start put whatever the launch
+    position does on auto alone."""
+    shift = start % len(sides)
+    return [*sides[shift:], *sides[:shift]]
 
 
 def _judge_against_best_fixed(report: dict[str, Any], fixed_sizes: Sequence[int]) -> None:

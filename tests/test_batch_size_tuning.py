@@ -132,6 +132,6 @@ def test_a_child_that_cannot_time_the_model_leaves_the_timing_to_the_server_with
     shutil.rmtree(copy)  # the child finds no SavedModel to load; the loaded runtime still runs
     with caplog.at_level("WARNING", logger="service.models.batch_size_probe"):
         choice = time_batch_sizes(runtime, ("serve",), latency_budget_seconds=0.0)
-    assert any("timing batch sizes in a child process failed" in r.getMessage() and "no saved_model.pb" in r.getMessage()
-               for r in caplog.records)
+    warnings = [record.getMessage() for record in caplog.records]
+    assert any("timing batch sizes in a child process failed" in w and "no saved_model.pb" in w for w in warnings)
     assert choice.batch_size in runtime.batches_run and 1 in runtime.batches_run

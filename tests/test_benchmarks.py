@@ -280,3 +280,15 @@ def test_auto_batch_reports_what_two_servers_of_one_configuration_differ_by():
     assert report["control_over_same_size_all_rounds"] == {
         "rounds": 4, "median_ratio": round((ratios[1] + ratios[2]) / 2, 3), "min": ratios[0], "max": ratios[-1],
     }
+
+
+def test_auto_batch_rotates_which_server_each_start_launches_first():
+    from benchmarks.auto_batch import launch_order
+
+    sides = ["fixed_16", "fixed_32", "auto", "control"]
+    orders = [launch_order(sides, start) for start in range(4)]
+    assert [order[0] for order in orders] == sides  # each side first once
+    for position in range(4):  # and in every position once
+        assert sorted(order[position] for order in orders) == sorted(sides)
+    assert all(sorted(order) == sorted(sides) for order in orders)
+    assert launch_order(sides, 4) == launch_order(sides, 0)
