@@ -1,9 +1,8 @@
 """`--max_batch_size=auto` times its batch-size ladder in a child process, so the server never runs it.
 
-Timing 1, 2, 4 ... 128 in the serving process left that process slower than a server started with the chosen
-size fixed (Inception-v3 on a 2-core CPU at 32 clients: 0.97 of a fixed server with the same bound in one
-check; a larger oneDNN primitive cache won back a third of that): the ladder's large batches leave cache and
-allocator state behind. A child that loads the model, times it and exits leaves nothing behind; the cost is a
+Timed in the serving process, the ladder's large batches would leave oneDNN cache and allocator state behind
+that a server started with the chosen size fixed never has, so auto could not be compared with fixed sizes
+like for like. A child that loads the model, times it and exits leaves nothing behind; the cost is a
 second load of the model at start-up. On a GPU a second process would contend for the device's memory, so
 there the ladder runs in the serving process, as it does if the child fails (said in a warning).
 """
