@@ -34,8 +34,8 @@ def time_batch_sizes(runtime: ModelRuntime, tags: Sequence[str], latency_budget_
             return child.submit(_time_in_child, str(runtime.version_dir), tuple(tags), latency_budget_seconds,
                                 tensorflow_threads()).result()
     except Exception as error:  # noqa: BLE001 - the child is an optimisation: time here rather than fail the load
-        _log.warning("%s: timing batch sizes in a child process failed (%s: %s); timing them in the server, "
-                     "which may leave it a few percent slower", runtime.version_dir, type(error).__name__, error)
+        _log.warning("%s: timing batch sizes in a child process failed (%s: %s); timing them in the server "
+                     "instead", runtime.version_dir, type(error).__name__, error)
         return _ladder(runtime, latency_budget_seconds)
 
 

@@ -270,7 +270,7 @@ class ModelManager:
 
     def _load_and_warm(self, path: Path) -> tuple[ModelRuntime, BatchSizeChoice | None]:
         """Load, then run every allowed batch size and the recorded warm-up requests, so no client pays; with
-        --max_batch_size=auto, time the batch sizes first, in a child process, and keep the best
+        --max_batch_size=auto, time the batch sizes first (in a child process on a CPU) and keep the best
         (models/batch_size_probe.py)."""
         runtime = ModelRuntime(path, self._saved_model_tags)
         if not runtime.image_contract:
