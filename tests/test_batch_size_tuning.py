@@ -43,21 +43,25 @@ def test_climbing_stops_after_two_sizes_that_lose_throughput():
     assert max(model.calls) == 16  # 8 and 16 were slower per item: 32 and beyond never tried
 
 
-def test_nearly_equal_throughputs_go_to_the_larger_batch():
-    # Throughput grows by well under 3% past 8: every size from 8 up ties, and idle dispatch makes a larger
-    # bound free for a lone request, so the largest one measured wins.
+def test_nearly_equal_throughputs_go_to_the_smaller_batch():
+    # Throughput grows by under 3% past 4: every size from 4 up ties with the best (128), and the smallest
+    # of them serves a backlog in full batches that each take less time, so 4 wins. The climb still goes on
+    # to 128, since throughput never falls.
     model = FakeModel(overhead=0.0001, per_item=0.001)
     choice = choose(model)
-    assert choice.batch_size == 128
+    curve = {p.batch_size: p.items_per_second for p in choice.curve}
+    assert curve[4] >= 0.97 * curve[128] > curve[2]
+    assert choice.batch_size == 4
     assert choice.curve[-1].batch_size == 128
 
 
-def test_a_larger_size_more_than_3_percent_slower_is_not_a_tie():
-    # Flat up to 32, then 5% slower per item: 64 is not within 3% of the best, so 32 wins, not 64.
-    choice = choose(FakeModel(overhead=0.0, per_item=0.001, knee=32, past_knee=0.0001))
+def test_a_smaller_size_more_than_3_percent_slower_than_the_best_is_not_a_tie():
+    # 4 ms per call plus 1 ms per item: throughput climbs all the way to 128. 64 is within 3% of 128, 32 is
+    # not, so 64 wins, not 32 and not 128.
+    choice = choose(FakeModel(overhead=0.004, per_item=0.001))
     curve = {p.batch_size: p.items_per_second for p in choice.curve}
-    assert curve[64] < 0.97 * curve[32]
-    assert choice.batch_size == 32
+    assert curve[64] >= 0.97 * curve[128] and curve[32] < 0.97 * curve[128]
+    assert choice.batch_size == 64
 
 
 def test_the_latency_budget_caps_the_batch():
