@@ -57,10 +57,10 @@ def run_auto_versus_fixed(
         "unmeasured_rounds_per_start": 1, "flags": list(COMMON_FLAGS), "fixed_sizes": list(fixed_sizes),
         "same_size_control": fixed_sizes[0], "starts": [],
     }
+    bounds = {**{f"fixed_{size}": str(size) for size in fixed_sizes}, "auto": "auto", CONTROL: str(fixed_sizes[0])}
+    order = list(bounds)  # the order blocks run in; the launch order rotates from start to start
     for start in range(starts):
         _log(f"auto batch size: start {start + 1} of {starts}")
-        bounds = {**{f"fixed_{size}": str(size) for size in fixed_sizes}, "auto": "auto", CONTROL: str(fixed_sizes[0])}
-        order = list(bounds)
         started = launch_order(order, start)
         with contextlib.ExitStack() as servers:
             sides = {name: servers.enter_context(
